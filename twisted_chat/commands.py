@@ -1,0 +1,147 @@
+"""
+The commands a user can type, and the pure parser that turns one decoded line
+into one of them.
+
+Anything that does not start with C{/} is a message to the current room;
+C{//text} sends the literal message C{/text}.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from twisted_chat.rules import has_forbidden_characters
+
+
+@frozen
+class Say:
+    """A message to the current room."""
+
+    text: str
+
+
+@frozen
+class Me:
+    """An action in the current room (C{/me waves})."""
+
+    text: str
+
+
+@frozen
+class Nick:
+    """Change nickname."""
+
+    name: str
+
+
+@frozen
+class Join:
+    """Switch to another room, creating it if needed."""
+
+    room: str
+
+
+@frozen
+class Rooms:
+    """List the rooms."""
+
+
+@frozen
+class Who:
+    """List the users of a room (the current one when L{room} is L{None})."""
+
+    room: str | None
+
+
+@frozen
+class Msg:
+    """A private message to one user."""
+
+    nick: str
+    text: str
+
+
+@frozen
+class Help:
+    """Show the list of commands."""
+
+
+@frozen
+class Quit:
+    """Leave the chat."""
+
+    reason: str | None
+
+
+@frozen
+class Invalid:
+    """A line that is not a valid command; L{message} says why."""
+
+    message: str
+
+
+Command = Say | Me | Nick | Join | Rooms | Who | Msg | Help | Quit | Invalid
+
+USAGE = {
+    "nick": "/nick NAME",
+    "join": "/join ROOM",
+    "rooms": "/rooms",
+    "who": "/who [ROOM]",
+    "msg": "/msg NICK TEXT",
+    "me": "/me ACTION",
+    "help": "/help",
+    "quit": "/quit [REASON]",
+}
+
+
+def _usage(name: str) -> Invalid:
+    return Invalid(f"Usage: {USAGE[name]}")
+
+
+def parse_line(line: str) -> Command | None:
+    """
+    Parse one decoded line (without its line ending).
+
+    @return: the command, or L{None} for a blank line, which is ignored.
+    """
+    if has_forbidden_characters(line):
+        return Invalid(
+            "Your line contains control characters (such as terminal escape "
+            "sequences) and was not sent."
+        )
+    if not line.strip():
+        return None
+    if not line.startswith("/"):
+        return Say(line)
+    if line.startswith("//"):
+        return Say(line[1:])
+
+    name, _, rest = line[1:].partition(" ")
+    name = name.lower()
+    rest = rest.strip()
+    args = rest.split()
+
+    if name == "me":
+        return Me(rest) if rest else _usage(name)
+    if name == "nick":
+        return Nick(args[0]) if len(args) == 1 else _usage(name)
+    if name == "join":
+        return Join(args[0]) if len(args) == 1 else _usage(name)
+    if name == "rooms":
+        return Rooms() if not args else _usage(name)
+    if name == "who":
+        if len(args) > 1:
+            return _usage(name)
+        return Who(args[0] if args else None)
+    if name == "msg":
+        nick, _, text = rest.partition(" ")
+        text = text.strip()
+        return Msg(nick, text) if nick and text else _usage(name)
+    if name == "help":
+        return Help()
+    if name == "quit":
+        return Quit(rest or None)
+    return Invalid(
+        f"Unknown command /{name}. Type /help for the list of commands, "
+        "or start a message with // to send a line beginning with /."
+    )

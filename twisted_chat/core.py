@@ -1,0 +1,286 @@
+"""
+The chat itself: users, rooms and what each command does.
+
+Plain Python: no sockets, no reactor.  A connection is an L{IChatClient}; room
+traffic goes through an L{IFanout}.  The core formats each line once, encodes
+it once, and hands the same C{bytes} to every recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from attrs import define, field
+from twisted.logger import Logger
+
+from twisted_chat import lines
+from twisted_chat.commands import (
+    Command,
+    Help,
+    Invalid,
+    Join,
+    Me,
+    Msg,
+    Nick,
+    Quit,
+    Rooms,
+    Say,
+    Who,
+    parse_line,
+)
+from twisted_chat.fanout import LocalFanout
+from twisted_chat.interfaces import IChatClient, IFanout
+from twisted_chat.rules import (
+    name_key,
+    nick_error,
+    normalize_room,
+    room_error,
+)
+
+DEFAULT_ROOM = "lobby"
+
+
+@define(eq=False)
+class Room:
+    """A room and the users in it, in the order in which they joined."""
+
+    name: str
+    members: dict[str, User] = field(factory=dict)
+
+    @property
+    def key(self) -> str:
+        return name_key(self.name)
+
+    def nicks(self) -> list[str]:
+        return [member.nick for member in self.members.values()]
+
+
+@define(eq=False)
+class User:
+    """A connected user."""
+
+    client: IChatClient
+    nick: str
+    room: Room | None = None
+    connected: bool = True
+
+    def tell(self, *text: str) -> None:
+        """Send one or more lines to this user alone."""
+        self.client.send(lines.encode(*text))
+
+
+@define
+class ChatServer:
+    """
+    The registry of connected users and rooms, and the rules of the chat.
+
+    Adapters call L{connect} when a connection is made, L{line_received} (or
+    L{execute}) for each decoded line, and L{disconnect} when the connection
+    is lost.
+    """
+
+    fanout: IFanout = field(factory=LocalFanout)
+    default_room: str = DEFAULT_ROOM
+    users: dict[str, User] = field(factory=dict, init=False)
+    rooms: dict[str, Room] = field(factory=dict, init=False)
+    _guest_counter: int = field(default=0, init=False)
+
+    log = Logger()
+
+    # Connection lifecycle
+
+    def connect(self, client: IChatClient) -> User:
+        """
+        Register a new connection: give it a guest nickname, greet it and put
+        it in the default room.
+        """
+        user = User(client=client, nick=self._new_guest_nick())
+        self.users[name_key(user.nick)] = user
+        user.tell(lines.welcome(), lines.self_nick(user.nick))
+        self._enter(user, self.default_room)
+        return user
+
+    def disconnect(self, user: User, reason: str = "connection lost") -> None:
+        """
+        Forget a user whose connection has gone, telling their room.  Safe to
+        call more than once.
+        """
+        if not user.connected:
+            return
+        user.connected = False
+        del self.users[name_key(user.nick)]
+        self._leave(user, lines.quit_(user.nick, reason))
+
+    def shutdown(self, reason: str) -> None:
+        """
+        Tell every user the server is going away and close every connection.
+        """
+        data = lines.encode(lines.shutting_down(reason))
+        for user in list(self.users.values()):
+            user.client.send(data)
+            user.connected = False
+            if user.room is not None:
+                self.fanout.unsubscribe(user.room.key, user.client)
+            user.client.disconnect("server shutdown")
+        self.users.clear()
+        self.rooms.clear()
+
+    # Input
+
+    def refuse(self, user: User, message: str) -> None:
+        """
+        Tell C{user} that something they sent was refused, and log it.
+        """
+        user.tell(lines.error(message))
+        self.log.info(
+            "refused input from {nick} ({peer}): {message}",
+            nick=user.nick,
+            peer=user.client.peer,
+            message=message,
+        )
+
+    def line_received(self, user: User, line: str) -> None:
+        """Parse and execute one decoded line from C{user}."""
+        command = parse_line(line)
+        if command is not None:
+            self.execute(user, command)
+
+    def execute(self, user: User, command: Command) -> None:
+        """Carry out one parsed command for C{user}."""
+        if not user.connected:
+            return
+        match command:
+            case Say(text):
+                self._to_room(user, lines.message(user.nick, text))
+            case Me(text):
+                self._to_room(user, lines.action(user.nick, text))
+            case Nick(name):
+                self._nick(user, name)
+            case Join(room):
+                self._join(user, room)
+            case Rooms():
+                self._rooms(user)
+            case Who(room):
+                self._who(user, room)
+            case Msg(nick, text):
+                self._msg(user, nick, text)
+            case Help():
+                user.tell(*lines.help_lines())
+            case Quit(reason):
+                self._quit(user, reason or "quit")
+            case Invalid(message):
+                user.tell(lines.error(message))
+
+    # Commands
+
+    def _to_room(self, user: User, line: str) -> None:
+        assert user.room is not None
+        self.fanout.publish(user.room.key, lines.encode(line))
+
+    def _nick(self, user: User, new: str) -> None:
+        problem = nick_error(new)
+        if problem is not None:
+            user.tell(lines.error(problem))
+            return
+        old_key, new_key = name_key(user.nick), name_key(new)
+        if new == user.nick:
+            user.tell(lines.notice(f"You are already {new}."))
+            return
+        if new_key != old_key and new_key in self.users:
+            user.tell(lines.error(f"The nickname {new} is taken; choose another."))
+            return
+        old = user.nick
+        del self.users[old_key]
+        user.nick = new
+        self.users[new_key] = user
+        assert user.room is not None
+        del user.room.members[old_key]
+        user.room.members[new_key] = user
+        self.fanout.publish(user.room.key, lines.encode(lines.nick_change(old, new)))
+        self.log.info("{old} is now known as {new}", old=old, new=new)
+
+    def _join(self, user: User, typed: str) -> None:
+        name = normalize_room(typed)
+        problem = room_error(name)
+        if problem is not None:
+            user.tell(lines.error(problem))
+            return
+        if user.room is not None and user.room.key == name_key(name):
+            user.tell(
+                lines.notice(f"You are already in {lines.room_label(user.room.name)}.")
+            )
+            return
+        assert user.room is not None
+        self._leave(user, lines.left(user.nick, user.room.name))
+        self._enter(user, name)
+
+    def _rooms(self, user: User) -> None:
+        counts = sorted(
+            ((room.name, len(room.members)) for room in self.rooms.values()),
+            key=lambda pair: name_key(pair[0]),
+        )
+        user.tell(lines.rooms(counts))
+
+    def _who(self, user: User, typed: str | None) -> None:
+        if typed is None:
+            room = user.room
+        else:
+            room = self.rooms.get(name_key(normalize_room(typed)))
+        if room is None:
+            user.tell(lines.error(f"There is no room {lines.room_label(str(typed))}."))
+            return
+        user.tell(
+            lines.who(room.name, [member.nick for member in room.members.values()])
+        )
+
+    def _msg(self, user: User, nick: str, text: str) -> None:
+        target = self.users.get(name_key(nick))
+        if target is None:
+            user.tell(lines.error(f"There is no user called {nick}."))
+            return
+        target.tell(lines.private_in(user.nick, text))
+        if target is not user:
+            user.tell(lines.private_out(target.nick, text))
+
+    def _quit(self, user: User, reason: str) -> None:
+        user.tell(lines.goodbye(reason))
+        self.disconnect(user, reason)
+        user.client.disconnect(reason)
+
+    # Rooms
+
+    def _enter(self, user: User, name: str) -> None:
+        room = self.rooms.get(name_key(name))
+        if room is None:
+            room = self.rooms[name_key(name)] = Room(name)
+            self.log.info("room {room} created by {nick}", room=name, nick=user.nick)
+        room.members[name_key(user.nick)] = user
+        user.room = room
+        self.fanout.subscribe(room.key, user.client)
+        self.fanout.publish(room.key, lines.encode(lines.joined(user.nick, room.name)))
+        user.tell(
+            lines.who(room.name, [member.nick for member in room.members.values()])
+        )
+
+    def _leave(self, user: User, announcement: str) -> None:
+        room = user.room
+        if room is None:
+            return
+        user.room = None
+        self.fanout.unsubscribe(room.key, user.client)
+        del room.members[name_key(user.nick)]
+        self.fanout.publish(room.key, lines.encode(announcement))
+        if not room.members and room.key != name_key(self.default_room):
+            del self.rooms[room.key]
+
+    def _new_guest_nick(self) -> str:
+        while True:
+            self._guest_counter += 1
+            nick = f"guest{self._guest_counter}"
+            if name_key(nick) not in self.users:
+                return nick
+
+    def room_members(self, room: str) -> Iterator[User]:
+        """The users in C{room}, in joining order (empty if no such room)."""
+        found = self.rooms.get(name_key(normalize_room(room)))
+        return iter(found.members.values()) if found else iter(())

@@ -1,0 +1,150 @@
+"""
+The lines the server sends, as pure functions from values to text.
+
+Every line starts with a prefix that only the server writes, followed by
+names from the safe character set of L{twisted_chat.rules}; user text only
+ever comes after that prefix and can hold no line break or control
+character.  So no user can make a line that passes for a server notice or
+for another user's line::
+
+    *** notice            server information (joins, quits, lists, help)
+    !!! error             something you did was refused
+    <nick> text           a message to your room
+    * nick action         /me in your room
+    *nick* text           a private message to you
+    -> *nick* text        your private message to nick, as delivered
+
+The client reads a few notices back (L{parse_self_nick}, L{parse_nick_change},
+L{parse_joined}) to know its own nickname and room, so the functions that
+write and read them live side by side here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted_chat.commands import USAGE
+
+NOTICE = "*** "
+ERROR = "!!! "
+SERVER_NAME = "twisted-chat"
+
+
+def encode(*lines: str) -> bytes:
+    """
+    The wire form of one or more lines: UTF-8, each ended by C{\\n}.
+    """
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def room_label(room: str) -> str:
+    """How a room name is shown."""
+    return "#" + room
+
+
+def message(nick: str, text: str) -> str:
+    return f"<{nick}> {text}"
+
+
+def action(nick: str, text: str) -> str:
+    return f"* {nick} {text}"
+
+
+def private_in(sender: str, text: str) -> str:
+    return f"*{sender}* {text}"
+
+
+def private_out(recipient: str, text: str) -> str:
+    return f"-> *{recipient}* {text}"
+
+
+def notice(text: str) -> str:
+    return NOTICE + text
+
+
+def error(text: str) -> str:
+    return ERROR + text
+
+
+def welcome() -> str:
+    return notice(f"Welcome to {SERVER_NAME}! Type /help for the commands.")
+
+
+def self_nick(nick: str) -> str:
+    return notice(f"You are {nick}. Change your name with /nick NAME.")
+
+
+def joined(nick: str, room: str) -> str:
+    return notice(f"{nick} has joined {room_label(room)}")
+
+
+def left(nick: str, room: str) -> str:
+    return notice(f"{nick} has left {room_label(room)}")
+
+
+def quit_(nick: str, reason: str) -> str:
+    return notice(f"{nick} has quit ({reason})")
+
+
+def nick_change(old: str, new: str) -> str:
+    return notice(f"{old} is now known as {new}")
+
+
+def who(room: str, nicks: list[str]) -> str:
+    return notice(f"Users in {room_label(room)} ({len(nicks)}): {', '.join(nicks)}")
+
+
+def rooms(counts: list[tuple[str, int]]) -> str:
+    listed = ", ".join(f"{room_label(room)} ({n})" for room, n in counts)
+    return notice(f"Rooms ({len(counts)}): {listed}")
+
+
+def goodbye(reason: str) -> str:
+    return notice(f"Goodbye ({reason})")
+
+
+def shutting_down(reason: str) -> str:
+    return notice(f"Server shutting down: {reason}")
+
+
+HELP_TEXT = (
+    "Commands:",
+    f"  {USAGE['nick']:<16} change your nickname",
+    f"  {USAGE['join']:<16} switch to a room (created if needed)",
+    f"  {USAGE['rooms']:<16} list the rooms",
+    f"  {USAGE['who']:<16} list the users of a room",
+    f"  {USAGE['msg']:<16} send a private message",
+    f"  {USAGE['me']:<16} describe an action",
+    f"  {USAGE['help']:<16} show this help",
+    f"  {USAGE['quit']:<16} leave the chat",
+    "Any other line is sent to your room; start it with // to send a "
+    "line beginning with /.",
+)
+
+
+def help_lines() -> list[str]:
+    return [notice(text) for text in HELP_TEXT]
+
+
+_NAME = r"[A-Za-z][A-Za-z0-9_-]*"
+_SELF_NICK = re.compile(rf"\*\*\* You are ({_NAME})\. ")
+_NICK_CHANGE = re.compile(rf"\*\*\* ({_NAME}) is now known as ({_NAME})\Z")
+_JOINED = re.compile(rf"\*\*\* ({_NAME}) has joined #({_NAME})\Z")
+
+
+def parse_self_nick(line: str) -> str | None:
+    """The nickname announced by L{self_nick}, if C{line} is one."""
+    match = _SELF_NICK.match(line)
+    return match.group(1) if match else None
+
+
+def parse_nick_change(line: str) -> tuple[str, str] | None:
+    """The old and new nicknames of a L{nick_change} line."""
+    match = _NICK_CHANGE.match(line)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def parse_joined(line: str) -> tuple[str, str] | None:
+    """The nickname and room of a L{joined} line."""
+    match = _JOINED.match(line)
+    return (match.group(1), match.group(2)) if match else None

@@ -1,0 +1,85 @@
+"""
+What names and text may contain.  Pure functions, no I/O.
+
+Nicknames and room names use a small, safe character set so that they can
+never look like a server notice, never hide in a terminal and always fit on a
+line: an ASCII letter followed by letters, digits, C{_} and C{-}.
+
+Text (messages, actions, quit reasons) may hold any Unicode except characters
+that change what a terminal shows rather than what it prints: C0 controls
+other than tab (and so every ANSI escape sequence, which starts with ESC),
+DEL, C1 controls, the bidirectional overrides and isolates, and the line and
+paragraph separators.  A line containing any of them is refused, not
+silently altered, so that what is delivered is exactly what was typed.
+"""
+
+from __future__ import annotations
+
+import re
+
+NICK_MAX = 20
+ROOM_MAX = 32
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
+
+# C0 controls except TAB, DEL, C1 controls, LRE/RLE/PDF/LRO/RLO,
+# LRI/RLI/FSI/PDI, LINE SEPARATOR and PARAGRAPH SEPARATOR.
+_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
+
+
+def name_key(name: str) -> str:
+    """
+    The key under which a nickname or room name is unique: names that differ
+    only in case are the same name.
+    """
+    return name.lower()
+
+
+def nick_error(nick: str) -> str | None:
+    """
+    Why C{nick} cannot be a nickname, or L{None} if it can.
+    """
+    if not nick:
+        return "A nickname cannot be empty."
+    if len(nick) > NICK_MAX:
+        return f"A nickname can have at most {NICK_MAX} characters."
+    if not _NAME.match(nick):
+        return (
+            "A nickname must start with a letter and contain only letters, "
+            "digits, '_' and '-' (ASCII)."
+        )
+    return None
+
+
+def normalize_room(room: str) -> str:
+    """
+    Strip the optional leading C{#} from a room name as typed.
+    """
+    return room[1:] if room.startswith("#") else room
+
+
+def room_error(room: str) -> str | None:
+    """
+    Why C{room} (without its C{#}) cannot be a room name, or L{None} if it
+    can.
+    """
+    if not room:
+        return "A room name cannot be empty."
+    if len(room) > ROOM_MAX:
+        return f"A room name can have at most {ROOM_MAX} characters."
+    if not _NAME.match(room):
+        return (
+            "A room name must start with a letter and contain only letters, "
+            "digits, '_' and '-' (ASCII), optionally after a '#'."
+        )
+    return None
+
+
+def has_forbidden_characters(text: str) -> bool:
+    """
+    Whether C{text} contains a character that could act on a terminal instead
+    of being shown (see the module docstring).
+    """
+    return _FORBIDDEN.search(text) is not None
