@@ -1,35 +1,52 @@
 """
 The line protocol: bytes on a stream connection in, calls on the core out.
 
-L{ChatProtocol} frames lines, decodes each complete line once and hands it
-to the L{ChatServer}; it implements L{IChatClient} by writing to its
-transport.  Nothing else lives here.
+L{ChatProtocol} frames lines, decodes each complete line once and hands it to
+the L{ChatServer}; it implements L{IChatClient} by queueing bytes for its
+transport.  It also enforces the per-connection limits of L{Limits}: line
+length, flood control, the send queue of a client that does not read, and the
+idle timeout.  L{ChatFactory} enforces the connection limits.
 """
 
 from __future__ import annotations
 
 import socket
+from collections import deque
+from typing import cast
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
     ISystemHandle,
     ITCPTransport,
     ITransport,
 )
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_chat import lines
 from twisted_chat.core import ChatServer, User
+from twisted_chat.flood import TokenBucket
 from twisted_chat.interfaces import IChatClient
+from twisted_chat.limits import ConnectionCounter, Limits
 
-DEFAULT_MAX_LINE_LENGTH = 4096
 _CLOSED = Failure(ConnectionDone())
+
+# Stands in the queue of pending lines for the start of a line that was too
+# long; it cannot be a real line, which never contains b"\n".
+_TOO_LONG = b"\n"
+
+# How long a connection we closed may take to drain its output before it is
+# aborted: a peer that stopped reading must not keep it open for ever.
+CLOSE_TIMEOUT = 10.0
 
 
 def describe_address(address: IAddress) -> str:
@@ -43,6 +60,13 @@ def describe_address(address: IAddress) -> str:
         name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         return f"unix:{name}" if name else "unix"
     return str(address)
+
+
+def peer_host(address: IAddress) -> str | None:
+    """The IP address that connection limits count, or L{None}."""
+    if isinstance(address, IPv4Address | IPv6Address):
+        return address.host
+    return None
 
 
 def tune_socket(transport: ITransport) -> None:
@@ -67,15 +91,22 @@ def tune_socket(transport: ITransport) -> None:
         tcp.setTcpKeepAlive(True)
 
 
-@implementer(IChatClient)
+@implementer(IChatClient, IPushProducer)
 class ChatProtocol(LineReceiver):
     """
     One user's connection.
 
-    Lines end with C{\\n}; a C{\\r} before it is dropped, so C{nc}, C{telnet}
-    and the client all work.  A line longer than C{max_line_length} bytes is
+    Input: lines end with C{\\n}; a C{\\r} before it is dropped, so C{nc},
+    C{telnet} and the client all work.  A line longer than the limit is
     refused with an error and discarded up to the next newline, without
-    buffering more than the limit.
+    buffering more than the limit.  Past the flood allowance, lines wait (and
+    reading stops) until the token bucket allows them.
+
+    Output: L{send} queues bytes; the factory writes each connection's queue
+    with one C{write} at the end of the event that produced it.  The protocol
+    is a streaming producer on its own transport, so the transport says when
+    the peer stops reading; output then waits in the queue, and a queue that
+    grows past the limit disconnects the peer.
     """
 
     delimiter = b"\n"
@@ -85,38 +116,62 @@ class ChatProtocol(LineReceiver):
     transport: ITransport
     user: User | None = None
     peer = "?"
-    _discarding = False
-    _buffer = b""
-    _closed_waiters: list[Deferred[None]] | None = None
+    host: str | None = None
 
     def connectionMade(self) -> None:
-        self.factory.connections.add(self)
-        self.peer = describe_address(self.transport.getPeer())
+        factory = self.factory
+        limits = factory.limits
+        self.MAX_LENGTH = limits.max_line_length
+        self._buffer = b""
+        self._discarding = False
+        self._pending: deque[bytes] = deque()
+        self._out: list[bytes] | None = []
+        self._out_bytes = 0
+        self._queued = False
+        self._congested = False
+        self._read_paused = False
+        self._bucket = (
+            TokenBucket(limits.flood_rate, limits.flood_burst, factory.clock.seconds())
+            if limits.flood_rate > 0
+            else None
+        )
+        self._delayed = 0
+        self._flood_call: IDelayedCall | None = None
+        self._idle_call: IDelayedCall | None = None
+        self._close_call: IDelayedCall | None = None
+        self._last_line = factory.clock.seconds()
+        self._closed_waiters: list[Deferred[None]] = []
+
+        address = self.transport.getPeer()
+        self.peer = describe_address(address)
+        self.host = peer_host(address)
+        factory.connection_made(self)
         tune_socket(self.transport)
-        self.MAX_LENGTH = self.factory.max_line_length
-        self.user = self.factory.chat.connect(self)
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        if limits.idle_timeout > 0:
+            self._idle_call = factory.clock.callLater(
+                limits.idle_timeout, self._check_idle
+            )
+        with factory.batch():
+            self.user = factory.chat.connect(self)
         self.log.info("{peer} connected as {nick}", peer=self.peer, nick=self.user.nick)
 
-    def when_closed(self) -> Deferred[None]:
-        """A Deferred that fires once this connection is closed."""
-        d: Deferred[None] = Deferred()
-        if self.factory is not None and self in self.factory.connections:
-            if self._closed_waiters is None:
-                self._closed_waiters = []
-            self._closed_waiters.append(d)
-        else:
-            d.callback(None)
-        return d
-
     def connectionLost(self, reason: Failure = _CLOSED) -> None:
-        self.factory.connections.discard(self)
-        waiters, self._closed_waiters = self._closed_waiters or [], None
+        factory = self.factory
+        factory.connection_lost(self)
+        self._out = None
+        self._pending.clear()
+        for call in (self._flood_call, self._idle_call, self._close_call):
+            if call is not None and call.active():
+                call.cancel()
+        waiters, self._closed_waiters = self._closed_waiters, []
         for waiter in waiters:
             waiter.callback(None)
         user, self.user = self.user, None
         if user is None:
             return
-        self.factory.chat.disconnect(user)
+        with factory.batch():
+            factory.chat.disconnect(user)
         self.log.info(
             "{peer} ({nick}) disconnected: {why}",
             peer=self.peer,
@@ -124,38 +179,108 @@ class ChatProtocol(LineReceiver):
             why=reason.getErrorMessage(),
         )
 
+    def when_closed(self) -> Deferred[None]:
+        """A Deferred that fires once this connection is closed."""
+        d: Deferred[None] = Deferred()
+        if self in self.factory.connections:
+            self._closed_waiters.append(d)
+        else:
+            d.callback(None)
+        return d
+
+    # Input
+
     def dataReceived(self, data: bytes) -> None:
         # LineReceiver splits one line at a time and drops the connection on
         # an overlong line; a chat server splits a chunk once and keeps the
         # connection of a user who pasted too much.
-        if self._discarding:
-            end = data.find(b"\n")
-            if end < 0:
+        if self.user is None:
+            return
+        limit = self.MAX_LENGTH + 1  # room for a \r before the \n
+        with self.factory.batch():
+            if self._discarding:
+                end = data.find(b"\n")
+                if end < 0:
+                    return
+                data = data[end + 1 :]
+                self._discarding = False
+            if self._buffer:
+                data = self._buffer + data
+            chunks = data.split(b"\n")
+            self._buffer = chunks.pop()
+            if len(self._buffer) > limit:
+                self._buffer = b""
+                self._discarding = True
+                chunks.append(_TOO_LONG)
+            self._pending.extend(chunks)
+            self._process()
+
+    def _process(self) -> None:
+        """Handle pending lines, as far as flood control allows."""
+        pending = self._pending
+        bucket = self._bucket
+        now = self.factory.clock.seconds()
+        if pending:
+            self._last_line = now
+        limit = self.MAX_LENGTH + 1
+        while pending:
+            if self.user is None or self._out is None:
+                pending.clear()
                 return
-            data = data[end + 1 :]
-            self._discarding = False
-        if self._buffer:
-            data = self._buffer + data
-        chunks = data.split(b"\n")
-        self._buffer = chunks.pop()
-        for line in chunks:
-            if self.user is None or self.transport.disconnecting:  # type: ignore[attr-defined]
-                return
-            if len(line) > self.MAX_LENGTH + 1:
+            if bucket is not None:
+                wait = bucket.take(now)
+                if wait:
+                    self._throttle(wait)
+                    return
+            line = pending.popleft()
+            if line is _TOO_LONG or len(line) > limit:
                 self._line_too_long()
             else:
                 self.lineReceived(line)
-        if len(self._buffer) > self.MAX_LENGTH + 1:
-            self._buffer = b""
-            self._discarding = True
-            self._line_too_long()
+        if self._delayed and (bucket is None or bucket.full(now)):
+            self._delayed = 0
+        self._pause_reading(False)
+
+    def _throttle(self, wait: float) -> None:
+        if self._flood_call is not None and self._flood_call.active():
+            return
+        limits = self.factory.limits
+        assert self.user is not None
+        if not self._delayed:
+            self.user.tell(
+                lines.notice(
+                    f"You are sending lines faster than {limits.flood_rate:g} a "
+                    "second; the rest are delayed."
+                )
+            )
+            self.log.info(
+                "flood control delays {nick} ({peer})",
+                nick=self.user.nick,
+                peer=self.peer,
+            )
+        self._delayed += 1
+        if self._delayed + len(self._pending) - 1 > limits.flood_kick:
+            self._kick("excess flood", "You kept sending too fast.")
+            return
+        self._pause_reading(True)
+        self._flood_call = self.factory.clock.callLater(wait, self._flood_resume)
+
+    def _flood_resume(self) -> None:
+        self._flood_call = None
+        with self.factory.batch():
+            self._process()
+
+    def _pause_reading(self, pause: bool) -> None:
+        if pause != self._read_paused and self._out is not None:
+            self._read_paused = pause
+            if pause:
+                self.transport.pauseProducing()  # type: ignore[attr-defined]
+            else:
+                self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
-        if len(line) > self.MAX_LENGTH:
-            self._line_too_long()
-            return
         assert self.user is not None
         try:
             text = line.decode("utf-8")
@@ -173,27 +298,205 @@ class ChatProtocol(LineReceiver):
                 f"Your line is longer than {self.MAX_LENGTH} bytes and was not sent.",
             )
 
-    # IChatClient
+    def _check_idle(self) -> None:
+        self._idle_call = None
+        timeout = self.factory.limits.idle_timeout
+        idle = self.factory.clock.seconds() - self._last_line
+        if idle < timeout:
+            self._idle_call = self.factory.clock.callLater(
+                timeout - idle, self._check_idle
+            )
+            return
+        with self.factory.batch():
+            self._kick(
+                "idle timeout",
+                f"You sent nothing for {timeout:g} seconds.",
+            )
+
+    def _kick(self, reason: str, explanation: str) -> None:
+        """Disconnect this user for breaking a limit, telling them why."""
+        user = self.user
+        if user is None:
+            return
+        self.log.info(
+            "disconnecting {nick} ({peer}): {reason}",
+            nick=user.nick,
+            peer=self.peer,
+            reason=reason,
+        )
+        user.tell(lines.error(f"Disconnected: {reason}. {explanation}"))
+        self.factory.chat.disconnect(user, reason)
+        self.disconnect(reason)
+
+    # Output: IChatClient
 
     def send(self, data: bytes) -> None:
-        self.transport.write(data)
+        out = self._out
+        if out is None:
+            return
+        out.append(data)
+        self._out_bytes += len(data)
+        if not self._queued:
+            self._queued = True
+            factory = self.factory
+            factory.dirty.append(self)
+            if not factory.depth:
+                factory.flush()
 
     def disconnect(self, reason: str) -> None:
-        self.log.debug("disconnecting {peer}: {reason}", peer=self.peer, reason=reason)
+        if self._out is None:
+            return
+        self._congested = False
+        self._write_queue()
+        self._out = None
+        self._pause_reading(False)
         self.transport.loseConnection()
+        self._close_call = self.factory.clock.callLater(CLOSE_TIMEOUT, self._abort)
+
+    def _abort(self) -> None:
+        self._close_call = None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _write_queue(self) -> None:
+        """Write everything queued, as one write."""
+        self._queued = False
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._out_bytes = 0
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """
+        Called by the factory at the end of an event: write the queue, unless
+        the peer is not reading, in which case check the queue's size.
+        """
+        if not self._congested:
+            self._write_queue()
+            return
+        self._queued = False
+        if self._out_bytes > self.factory.limits.max_send_queue and self.user:
+            user, self.user = self.user, None
+            self.log.info(
+                "disconnecting {nick} ({peer}): send queue exceeded "
+                "({size} bytes waiting)",
+                nick=user.nick,
+                peer=self.peer,
+                size=self._out_bytes,
+            )
+            self._out = None
+            self.factory.chat.disconnect(user, "send queue exceeded")
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # IPushProducer: the transport tells us when the peer stops reading.
+
+    def pauseProducing(self) -> None:
+        self._congested = True
+
+    def resumeProducing(self) -> None:
+        self._congested = False
+        if self._out is not None:
+            self._write_queue()
+
+    def stopProducing(self) -> None:
+        self._congested = False
+
+
+class RefusedProtocol(Protocol):
+    """Tells a connection over the limits why, and closes it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(lines.encode(lines.error(self.reason)))
+        self.transport.loseConnection()
+
+
+class _Batch:
+    """Context manager: writes all queued output when the event ends."""
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: ChatFactory) -> None:
+        self.factory = factory
+
+    def __enter__(self) -> None:
+        self.factory.depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        factory = self.factory
+        factory.depth -= 1
+        if not factory.depth and factory.dirty:
+            factory.flush()
 
 
 class ChatFactory(ServerFactory):
     """
     Builds a L{ChatProtocol} for each connection, all sharing one
-    L{ChatServer}.
+    L{ChatServer}; refuses connections over the limits; and writes the
+    output that each event queued, one write per connection.
     """
 
     protocol = ChatProtocol  # type: ignore[assignment]
+    log = Logger()
 
     def __init__(
-        self, chat: ChatServer, max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+        self,
+        chat: ChatServer,
+        limits: Limits | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
         self.chat = chat
-        self.max_line_length = max_line_length
+        self.limits = limits if limits is not None else Limits()
+        self.clock = clock
         self.connections: set[ChatProtocol] = set()
+        self.counter = ConnectionCounter(
+            self.limits.max_clients, self.limits.max_per_ip
+        )
+        self.dirty: list[ChatProtocol] = []
+        self.depth = 0
+        self._batch = _Batch(self)
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        assert addr is not None
+        reason = self.counter.refusal(peer_host(addr))
+        if reason is not None:
+            self.log.info(
+                "refused {peer}: {reason}", peer=describe_address(addr), reason=reason
+            )
+            refused = RefusedProtocol(reason)
+            refused.factory = self
+            return refused
+        return cast(Protocol | None, super().buildProtocol(addr))
+
+    def connection_made(self, protocol: ChatProtocol) -> None:
+        self.connections.add(protocol)
+        self.counter.add(protocol.host)
+
+    def connection_lost(self, protocol: ChatProtocol) -> None:
+        if protocol in self.connections:
+            self.connections.remove(protocol)
+            self.counter.remove(protocol.host)
+            if protocol in self.dirty:
+                self.dirty.remove(protocol)
+
+    def batch(self) -> _Batch:
+        """
+        A context for one event: output queued inside it is written when the
+        outermost one ends.
+        """
+        return self._batch
+
+    def flush(self) -> None:
+        """Write the output queued by every connection."""
+        while self.dirty:
+            dirty, self.dirty = self.dirty, []
+            for protocol in dirty:
+                protocol.flush()

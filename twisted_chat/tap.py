@@ -4,20 +4,27 @@ Wiring for C{twistd chat}: command-line options and the service they make.
 
 from __future__ import annotations
 
-from typing import cast
+import resource
+from collections.abc import Callable
+from typing import Any, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_chat import limits as defaults
 from twisted_chat.core import ChatServer
+from twisted_chat.limits import Limits
 from twisted_chat.listen import ListenService
-from twisted_chat.protocol import DEFAULT_MAX_LINE_LENGTH, ChatFactory
+from twisted_chat.protocol import ChatFactory
 from twisted_chat.service import ChatService
 
 DEFAULT_PORT = "tcp:10001"
 DEFAULT_BACKLOG = 1024
 _BACKLOG_TYPES = ("tcp", "tcp6", "unix", "ssl")
+
+log = Logger()
 
 
 def endpoint_description(port: str, backlog: int) -> str:
@@ -33,11 +40,19 @@ def endpoint_description(port: str, backlog: int) -> str:
     return description
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{value} is not a positive number")
-    return number
+def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        number = kind(value)
+        if number < minimum:
+            raise ValueError(f"{value} is less than {minimum}")
+        return number
+
+    return convert
+
+
+_count = _number(int, 0)
+_positive = _number(int, 1)
+_seconds = _number(float, 0)
 
 
 class Options(usage.Options):
@@ -46,25 +61,34 @@ class Options(usage.Options):
         "Run a twisted-chat server. --port takes a port number or a Twisted "
         "endpoint description (tcp:10001, tcp6:10001:interface=\\:\\:, "
         "unix:/run/chat.sock, ssl:6697:privateKey=key.pem:certKey=cert.pem) "
-        "and may be given more than once; the default is " + DEFAULT_PORT + "."
+        "and may be given more than once; the default is " + DEFAULT_PORT + ". "
+        "A limit of 0 means no limit."
     )
 
     optParameters = [
-        [
-            "max-line-length",
-            None,
-            DEFAULT_MAX_LINE_LENGTH,
-            "Longest line a user may send, in bytes.",
-            _positive_int,
-        ],
-        [
-            "backlog",
-            None,
-            DEFAULT_BACKLOG,
-            "Listen backlog for endpoints that do not set one.",
-            _positive_int,
-        ],
-    ]
+        ["backlog", None, DEFAULT_BACKLOG,
+         "Listen backlog for endpoints that do not set one.", _positive],
+        ["max-line-length", None, defaults.DEFAULT_MAX_LINE_LENGTH,
+         "Longest line a user may send, in bytes.", _positive],
+        ["flood-burst", None, defaults.DEFAULT_FLOOD_BURST,
+         "Lines a user may send at once before flood control.", _positive],
+        ["flood-rate", None, defaults.DEFAULT_FLOOD_RATE,
+         "Lines per second a user may send after the burst (0: flood control "
+         "off).", _seconds],
+        ["flood-kick", None, defaults.DEFAULT_FLOOD_KICK,
+         "Lines that may be delayed in a row before a flooding user is "
+         "disconnected.", _positive],
+        ["max-send-queue", None, defaults.DEFAULT_MAX_SEND_QUEUE,
+         "Bytes that may wait for a client that does not read before it is "
+         "disconnected.", _positive],
+        ["max-clients", None, defaults.DEFAULT_MAX_CLIENTS,
+         "Connections at once (0: no limit).", _count],
+        ["max-per-ip", None, defaults.DEFAULT_MAX_PER_IP,
+         "Connections at once from one IP address (0: no limit).", _count],
+        ["idle-timeout", None, defaults.DEFAULT_IDLE_TIMEOUT,
+         "Disconnect users who send nothing for this many seconds (0: off).",
+         _seconds],
+    ]  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,6 +107,39 @@ class Options(usage.Options):
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
 
+    def limits(self) -> Limits:
+        """The L{Limits} these options ask for."""
+        return Limits(
+            max_line_length=self["max-line-length"],
+            flood_burst=self["flood-burst"],
+            flood_rate=self["flood-rate"],
+            flood_kick=self["flood-kick"],
+            max_send_queue=self["max-send-queue"],
+            max_clients=self["max-clients"],
+            max_per_ip=self["max-per-ip"],
+            idle_timeout=self["idle-timeout"],
+        )
+
+
+def raise_file_limit(wanted: int) -> int:
+    """
+    Raise this process's soft limit on open files towards C{wanted} (as far
+    as the hard limit allows): each connection is one file descriptor, and
+    the usual soft limit of 1024 would refuse users long before
+    C{--max-clients}.
+
+    @return: the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
+
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
@@ -92,8 +149,19 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         from twisted.internet import reactor as default_reactor
 
         reactor = cast(IReactorCore, default_reactor)
+    limits = options.limits()
+    # Room for every client, the listeners and a margin for the process.
+    wanted = (limits.max_clients or 1_000_000) + 64
+    available = raise_file_limit(wanted)
+    if limits.max_clients and available < wanted:
+        log.warn(
+            "only {available} file descriptors are available; "
+            "--max-clients {max_clients} cannot be reached",
+            available=available,
+            max_clients=limits.max_clients,
+        )
     top = MultiService()
-    factory = ChatFactory(ChatServer(), max_line_length=options["max-line-length"])
+    factory = ChatFactory(ChatServer(), limits, cast(IReactorTime, reactor))
     ChatService(factory, cast(IReactorTime, reactor)).setServiceParent(top)
     for port in options["port"]:
         description = endpoint_description(port, options["backlog"])
