@@ -64,10 +64,6 @@ class User:
     room: Room | None = None
     connected: bool = True
 
-    def tell(self, *text: str) -> None:
-        """Send one or more lines to this user alone."""
-        self.client.send(lines.encode(*text))
-
 
 @define
 class ChatServer:
@@ -96,7 +92,7 @@ class ChatServer:
         """
         user = User(client=client, nick=self._new_guest_nick())
         self.users[name_key(user.nick)] = user
-        user.tell(lines.welcome(), lines.self_nick(user.nick))
+        self.tell(user, lines.welcome(), lines.self_nick(user.nick))
         self._enter(user, self.default_room)
         return user
 
@@ -117,7 +113,7 @@ class ChatServer:
         """
         data = lines.encode(lines.shutting_down(reason))
         for user in list(self.users.values()):
-            user.client.send(data)
+            self.fanout.send(user.client, data)
             user.connected = False
             if user.room is not None:
                 self.fanout.unsubscribe(user.room.key, user.client)
@@ -125,18 +121,22 @@ class ChatServer:
         self.users.clear()
         self.rooms.clear()
 
+    def tell(self, user: User, *text: str) -> None:
+        """Send one or more lines to C{user} alone."""
+        self.fanout.send(user.client, lines.encode(*text))
+
     # Input
 
     def refuse(self, user: User, message: str) -> None:
         """
         Tell C{user} that something they sent was refused, and log it.
         """
-        user.tell(lines.error(message))
+        self.tell(user, lines.error(message))
         self.log.info(
-            "refused input from {nick} ({peer}): {message}",
+            "refused input from {nick} ({peer}): {reason}",
             nick=user.nick,
             peer=user.client.peer,
-            message=message,
+            reason=message,
         )
 
     def line_received(self, user: User, line: str) -> None:
@@ -165,11 +165,11 @@ class ChatServer:
             case Msg(nick, text):
                 self._msg(user, nick, text)
             case Help():
-                user.tell(*lines.help_lines())
+                self.tell(user, *lines.help_lines())
             case Quit(reason):
                 self._quit(user, reason or "quit")
             case Invalid(message):
-                user.tell(lines.error(message))
+                self.tell(user, lines.error(message))
 
     # Commands
 
@@ -180,22 +180,27 @@ class ChatServer:
     def _nick(self, user: User, new: str) -> None:
         problem = nick_error(new)
         if problem is not None:
-            user.tell(lines.error(problem))
+            self.tell(user, lines.error(problem))
             return
         old_key, new_key = name_key(user.nick), name_key(new)
         if new == user.nick:
-            user.tell(lines.notice(f"You are already {new}."))
+            self.tell(user, lines.notice(f"You are already {new}."))
             return
         if new_key != old_key and new_key in self.users:
-            user.tell(lines.error(f"The nickname {new} is taken; choose another."))
+            self.tell(
+                user, lines.error(f"The nickname {new} is taken; choose another.")
+            )
             return
         old = user.nick
         del self.users[old_key]
         user.nick = new
         self.users[new_key] = user
         assert user.room is not None
-        del user.room.members[old_key]
-        user.room.members[new_key] = user
+        # Rebuilt, not re-inserted, so the user keeps their place in /who.
+        user.room.members = {
+            (new_key if key == old_key else key): member
+            for key, member in user.room.members.items()
+        }
         self.fanout.publish(user.room.key, lines.encode(lines.nick_change(old, new)))
         self.log.info("{old} is now known as {new}", old=old, new=new)
 
@@ -203,11 +208,12 @@ class ChatServer:
         name = normalize_room(typed)
         problem = room_error(name)
         if problem is not None:
-            user.tell(lines.error(problem))
+            self.tell(user, lines.error(problem))
             return
         if user.room is not None and user.room.key == name_key(name):
-            user.tell(
-                lines.notice(f"You are already in {lines.room_label(user.room.name)}.")
+            self.tell(
+                user,
+                lines.notice(f"You are already in {lines.room_label(user.room.name)}."),
             )
             return
         assert user.room is not None
@@ -219,31 +225,34 @@ class ChatServer:
             ((room.name, len(room.members)) for room in self.rooms.values()),
             key=lambda pair: name_key(pair[0]),
         )
-        user.tell(lines.rooms(counts))
+        self.tell(user, lines.rooms(counts))
 
     def _who(self, user: User, typed: str | None) -> None:
+        name = user.room.name if user.room else self.default_room
         if typed is None:
             room = user.room
         else:
-            room = self.rooms.get(name_key(normalize_room(typed)))
+            name = normalize_room(typed)
+            room = self.rooms.get(name_key(name))
         if room is None:
-            user.tell(lines.error(f"There is no room {lines.room_label(str(typed))}."))
+            self.tell(user, lines.error(f"There is no room {lines.room_label(name)}."))
             return
-        user.tell(
-            lines.who(room.name, [member.nick for member in room.members.values()])
+        self.tell(
+            user,
+            lines.who(room.name, [member.nick for member in room.members.values()]),
         )
 
     def _msg(self, user: User, nick: str, text: str) -> None:
         target = self.users.get(name_key(nick))
         if target is None:
-            user.tell(lines.error(f"There is no user called {nick}."))
+            self.tell(user, lines.error(f"There is no user called {nick}."))
             return
-        target.tell(lines.private_in(user.nick, text))
+        self.tell(target, lines.private_in(user.nick, text))
         if target is not user:
-            user.tell(lines.private_out(target.nick, text))
+            self.tell(user, lines.private_out(target.nick, text))
 
     def _quit(self, user: User, reason: str) -> None:
-        user.tell(lines.goodbye(reason))
+        self.tell(user, lines.goodbye(reason))
         self.disconnect(user, reason)
         user.client.disconnect(reason)
 
@@ -258,8 +267,9 @@ class ChatServer:
         user.room = room
         self.fanout.subscribe(room.key, user.client)
         self.fanout.publish(room.key, lines.encode(lines.joined(user.nick, room.name)))
-        user.tell(
-            lines.who(room.name, [member.nick for member in room.members.values()])
+        self.tell(
+            user,
+            lines.who(room.name, [member.nick for member in room.members.values()]),
         )
 
     def _leave(self, user: User, announcement: str) -> None:

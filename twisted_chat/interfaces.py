@@ -39,11 +39,17 @@ class IChatClient(Interface):
 
 class IFanout(Interface):
     """
-    Delivers room traffic to the members of a room.
+    Delivers room traffic to the members of a room, and lines to one client.
 
     The in-process implementation keeps the member set in memory; an
     implementation over a message bus publishes the line and delivers it to
     the local members of each node.
+
+    Between L{hold} and the matching L{release}, an implementation may buffer
+    what it is given and deliver it at the release, so that one event (a
+    chunk of lines from one connection) costs one delivery per member rather
+    than one per line.  Whatever it buffers, each client receives its lines
+    in the order in which L{publish} and L{send} were called for it.
     """
 
     def subscribe(room: str, client: IChatClient) -> None:
@@ -62,4 +68,22 @@ class IFanout(Interface):
         """
         Deliver C{data} (complete encoded lines) to every member of C{room},
         in the order in which C{publish} was called.
+        """
+
+    def send(client: IChatClient, data: bytes) -> None:
+        """
+        Deliver C{data} to C{client} alone, after everything already published
+        to its rooms.
+        """
+
+    def hold() -> None:
+        """
+        Start an event: delivery may wait until the matching L{release}.
+        Calls nest.
+        """
+
+    def release() -> None:
+        """
+        End an event: when the outermost L{hold} is released, deliver
+        everything that was buffered.
         """

@@ -44,6 +44,14 @@ _CLOSED = Failure(ConnectionDone())
 # long; it cannot be a real line, which never contains b"\n".
 _TOO_LONG = b"\n"
 
+# Why reading from a connection is paused (bits of ChatProtocol._read_pauses).
+_FLOOD = 1
+_BACKPRESSURE = 2
+
+# How long input waits for a client that stopped reading before the server
+# stops waiting for it (its output then queues up to the send queue limit).
+SLOW_READER_GRACE = 1.0
+
 # How long a connection we closed may take to drain its output before it is
 # aborted: a peer that stopped reading must not keep it open for ever.
 CLOSE_TIMEOUT = 10.0
@@ -129,7 +137,9 @@ class ChatProtocol(LineReceiver):
         self._out_bytes = 0
         self._queued = False
         self._congested = False
-        self._read_paused = False
+        self._read_pauses = 0
+        self._not_waited_for = False
+        self._grace_call: IDelayedCall | None = None
         self._bucket = (
             TokenBucket(limits.flood_rate, limits.flood_burst, factory.clock.seconds())
             if limits.flood_rate > 0
@@ -161,7 +171,12 @@ class ChatProtocol(LineReceiver):
         factory.connection_lost(self)
         self._out = None
         self._pending.clear()
-        for call in (self._flood_call, self._idle_call, self._close_call):
+        for call in (
+            self._flood_call,
+            self._idle_call,
+            self._close_call,
+            self._grace_call,
+        ):
             if call is not None and call.active():
                 call.cancel()
         waiters, self._closed_waiters = self._closed_waiters, []
@@ -214,6 +229,11 @@ class ChatProtocol(LineReceiver):
                 chunks.append(_TOO_LONG)
             self._pending.extend(chunks)
             self._process()
+            if self.factory.waiting_for and self._out is not None:
+                # Someone's output is backed up: take no more input until it
+                # drains, rather than queueing output without end.
+                self._pause_reading(_BACKPRESSURE, True)
+                self.factory.held_readers.add(self)
 
     def _process(self) -> None:
         """Handle pending lines, as far as flood control allows."""
@@ -239,7 +259,7 @@ class ChatProtocol(LineReceiver):
                 self.lineReceived(line)
         if self._delayed and (bucket is None or bucket.full(now)):
             self._delayed = 0
-        self._pause_reading(False)
+        self._pause_reading(_FLOOD, False)
 
     def _throttle(self, wait: float) -> None:
         if self._flood_call is not None and self._flood_call.active():
@@ -247,11 +267,12 @@ class ChatProtocol(LineReceiver):
         limits = self.factory.limits
         assert self.user is not None
         if not self._delayed:
-            self.user.tell(
+            self.factory.chat.tell(
+                self.user,
                 lines.notice(
                     f"You are sending lines faster than {limits.flood_rate:g} a "
                     "second; the rest are delayed."
-                )
+                ),
             )
             self.log.info(
                 "flood control delays {nick} ({peer})",
@@ -262,7 +283,7 @@ class ChatProtocol(LineReceiver):
         if self._delayed + len(self._pending) - 1 > limits.flood_kick:
             self._kick("excess flood", "You kept sending too fast.")
             return
-        self._pause_reading(True)
+        self._pause_reading(_FLOOD, True)
         self._flood_call = self.factory.clock.callLater(wait, self._flood_resume)
 
     def _flood_resume(self) -> None:
@@ -270,13 +291,17 @@ class ChatProtocol(LineReceiver):
         with self.factory.batch():
             self._process()
 
-    def _pause_reading(self, pause: bool) -> None:
-        if pause != self._read_paused and self._out is not None:
-            self._read_paused = pause
-            if pause:
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
-            else:
-                self.transport.resumeProducing()  # type: ignore[attr-defined]
+    def _pause_reading(self, why: int, pause: bool) -> None:
+        """Pause or resume reading from the peer for one reason."""
+        before = self._read_pauses
+        after = before | why if pause else before & ~why
+        self._read_pauses = after
+        if self._out is None or bool(before) == bool(after):
+            return
+        if after:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
@@ -324,7 +349,9 @@ class ChatProtocol(LineReceiver):
             peer=self.peer,
             reason=reason,
         )
-        user.tell(lines.error(f"Disconnected: {reason}. {explanation}"))
+        self.factory.chat.tell(
+            user, lines.error(f"Disconnected: {reason}. {explanation}")
+        )
         self.factory.chat.disconnect(user, reason)
         self.disconnect(reason)
 
@@ -349,7 +376,6 @@ class ChatProtocol(LineReceiver):
         self._congested = False
         self._write_queue()
         self._out = None
-        self._pause_reading(False)
         self.transport.loseConnection()
         self._close_call = self.factory.clock.callLater(CLOSE_TIMEOUT, self._abort)
 
@@ -393,14 +419,42 @@ class ChatProtocol(LineReceiver):
 
     def pauseProducing(self) -> None:
         self._congested = True
+        if (
+            not self._not_waited_for
+            and self._out is not None
+            and self._grace_call is None
+        ):
+            self.factory.waiting_for.add(self)
+            self._grace_call = self.factory.clock.callLater(
+                SLOW_READER_GRACE, self._stop_waiting
+            )
 
     def resumeProducing(self) -> None:
         self._congested = False
+        self._not_waited_for = False
+        self._cancel_grace()
+        self.factory.stop_waiting(self)
         if self._out is not None:
             self._write_queue()
 
     def stopProducing(self) -> None:
         self._congested = False
+        self._cancel_grace()
+        self.factory.stop_waiting(self)
+
+    def _cancel_grace(self) -> None:
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
+        self._grace_call = None
+
+    def _stop_waiting(self) -> None:
+        """This peer did not read for a while: let the others go on."""
+        self._grace_call = None
+        self._not_waited_for = True
+        self.log.info(
+            "{peer} is not reading; no longer holding input for it", peer=self.peer
+        )
+        self.factory.stop_waiting(self)
 
 
 class RefusedProtocol(Protocol):
@@ -418,16 +472,20 @@ class RefusedProtocol(Protocol):
 class _Batch:
     """Context manager: writes all queued output when the event ends."""
 
-    __slots__ = ("factory",)
+    __slots__ = ("factory", "fanout")
 
     def __init__(self, factory: ChatFactory) -> None:
         self.factory = factory
+        self.fanout = factory.chat.fanout
 
     def __enter__(self) -> None:
         self.factory.depth += 1
+        self.fanout.hold()
 
     def __exit__(self, *exc_info: object) -> None:
         factory = self.factory
+        # Room traffic first (into each member's queue), then the queues.
+        self.fanout.release()
         factory.depth -= 1
         if not factory.depth and factory.dirty:
             factory.flush()
@@ -457,6 +515,10 @@ class ChatFactory(ServerFactory):
         self.limits = limits if limits is not None else Limits()
         self.clock = clock
         self.connections: set[ChatProtocol] = set()
+        # Congested peers that input waits for, and the connections whose
+        # reading is paused until they drain.
+        self.waiting_for: set[ChatProtocol] = set()
+        self.held_readers: set[ChatProtocol] = set()
         self.counter = ConnectionCounter(
             self.limits.max_clients, self.limits.max_per_ip
         )
@@ -480,7 +542,20 @@ class ChatFactory(ServerFactory):
         self.connections.add(protocol)
         self.counter.add(protocol.host)
 
+    def stop_waiting(self, protocol: ChatProtocol) -> None:
+        """
+        C{protocol}'s output drained (or we gave up on it, or it is gone): if
+        nobody else is backed up, resume reading from everyone held.
+        """
+        self.waiting_for.discard(protocol)
+        if not self.waiting_for and self.held_readers:
+            held, self.held_readers = self.held_readers, set()
+            for reader in held:
+                reader._pause_reading(_BACKPRESSURE, False)
+
     def connection_lost(self, protocol: ChatProtocol) -> None:
+        self.held_readers.discard(protocol)
+        self.stop_waiting(protocol)
         if protocol in self.connections:
             self.connections.remove(protocol)
             self.counter.remove(protocol.host)
