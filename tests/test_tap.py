@@ -1,0 +1,323 @@
+"""
+Tests for L{twisted_chat.tap}: the options of C{twistd chat} and the service
+they make, listening on a L{MemoryReactorClock}.
+"""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from twisted_chat import limits
+from twisted_chat.limits import Limits
+from twisted_chat.listen import ListenService, V6OnlyTCP6ServerEndpoint
+from twisted_chat.protocol import ChatFactory
+from twisted_chat.service import ChatService
+from twisted_chat.tap import Options, endpoint_description, makeService
+
+DEFAULTS: dict[str, Any] = {
+    "port": ["tcp:10001"],
+    "backlog": 1024,
+    "max-line-length": limits.DEFAULT_MAX_LINE_LENGTH,
+    "flood-burst": limits.DEFAULT_FLOOD_BURST,
+    "flood-rate": limits.DEFAULT_FLOOD_RATE,
+    "flood-kick": limits.DEFAULT_FLOOD_KICK,
+    "max-send-queue": limits.DEFAULT_MAX_SEND_QUEUE,
+    "max-clients": limits.DEFAULT_MAX_CLIENTS,
+    "max-per-ip": limits.DEFAULT_MAX_PER_IP,
+    "idle-timeout": limits.DEFAULT_IDLE_TIMEOUT,
+}
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    """C{twistd chat} command-line options."""
+
+    def test_defaults(self) -> None:
+        """With no arguments, the server listens on tcp:10001 with default limits."""
+        self.assertEqual(dict(parse()), DEFAULTS)
+
+    def test_every_option(self) -> None:
+        """Every option is parsed into its key, as a number where it is one."""
+        options = parse(
+            "--port=tcp:2000",
+            "--backlog=7",
+            "--max-line-length=100",
+            "--flood-burst=3",
+            "--flood-rate=0.5",
+            "--flood-kick=9",
+            "--max-send-queue=1000",
+            "--max-clients=10",
+            "--max-per-ip=2",
+            "--idle-timeout=60",
+        )
+        self.assertEqual(
+            dict(options),
+            {
+                "port": ["tcp:2000"],
+                "backlog": 7,
+                "max-line-length": 100,
+                "flood-burst": 3,
+                "flood-rate": 0.5,
+                "flood-kick": 9,
+                "max-send-queue": 1000,
+                "max-clients": 10,
+                "max-per-ip": 2,
+                "idle-timeout": 60.0,
+            },
+        )
+
+    def test_port_repeated(self) -> None:
+        """
+        C{--port} (or C{-p}) may be repeated; the values are kept as typed,
+        in order, and replace the default.
+        """
+        options = parse(
+            "--port",
+            "10001",
+            "-p",
+            "unix:/run/chat.sock",
+            "--port=tcp6:10001:interface=\\:\\:",
+        )
+        self.assertEqual(
+            dict(options),
+            {
+                **DEFAULTS,
+                "port": ["10001", "unix:/run/chat.sock", "tcp6:10001:interface=\\:\\:"],
+            },
+        )
+
+    def test_zero_turns_off(self) -> None:
+        """
+        0 is accepted where it means "no limit" or "off": client counts,
+        flood rate and idle timeout.
+        """
+        options = parse(
+            "--max-clients=0", "--max-per-ip=0", "--flood-rate=0", "--idle-timeout=0"
+        )
+        self.assertEqual(
+            dict(options),
+            {
+                **DEFAULTS,
+                "max-clients": 0,
+                "max-per-ip": 0,
+                "flood-rate": 0.0,
+                "idle-timeout": 0.0,
+            },
+        )
+
+    def test_bad_numbers(self) -> None:
+        """Values that are not numbers, or are out of range, are usage errors."""
+        positive = ["0", "-1", "x", "1.5", ""]
+        at_least_zero = ["-1", "x", "1.5", ""]
+        seconds = ["-1", "-0.5", "x", ""]
+        bad = {
+            "backlog": positive,
+            "max-line-length": positive,
+            "flood-burst": positive,
+            "flood-kick": positive,
+            "max-send-queue": positive,
+            "max-clients": at_least_zero,
+            "max-per-ip": at_least_zero,
+            "flood-rate": seconds,
+            "idle-timeout": seconds,
+        }
+        self.assertEqual(sorted(bad), sorted(set(DEFAULTS) - {"port"}))
+        for name, values in bad.items():
+            for value in values:
+                with self.assertRaises(UsageError, msg=f"--{name}={value}"):
+                    parse(f"--{name}={value}")
+
+    def test_extra_arguments(self) -> None:
+        """Positional arguments are refused."""
+        self.assertRaises(UsageError, parse, "10001")
+
+    def test_limits(self) -> None:
+        """L{Options.limits} carries every limit option into a L{Limits}."""
+        options = parse(
+            "--max-line-length=100",
+            "--flood-burst=3",
+            "--flood-rate=0.5",
+            "--flood-kick=9",
+            "--max-send-queue=1000",
+            "--max-clients=10",
+            "--max-per-ip=2",
+            "--idle-timeout=60",
+        )
+        self.assertEqual(
+            options.limits(),
+            Limits(
+                max_line_length=100,
+                flood_burst=3,
+                flood_rate=0.5,
+                flood_kick=9,
+                max_send_queue=1000,
+                max_clients=10,
+                max_per_ip=2,
+                idle_timeout=60.0,
+            ),
+        )
+        self.assertEqual(parse().limits(), Limits())
+
+
+class EndpointDescriptionTests(SynchronousTestCase):
+    """L{endpoint_description} turns a C{--port} value into a description."""
+
+    def test_bare_digits(self) -> None:
+        """Bare digits mean TCP on that port, with the backlog added."""
+        self.assertEqual(endpoint_description("10001", 50), "tcp:10001:backlog=50")
+
+    def test_backlog_added(self) -> None:
+        """Stream endpoints without a backlog get the one given."""
+        cases = {
+            "tcp:10001": "tcp:10001:backlog=9",
+            "tcp:10001:interface=127.0.0.1": "tcp:10001:interface=127.0.0.1:backlog=9",
+            "TCP:10001": "TCP:10001:backlog=9",
+            "tcp6:10001:interface=\\:\\:": "tcp6:10001:interface=\\:\\::backlog=9",
+            "unix:/run/chat.sock": "unix:/run/chat.sock:backlog=9",
+            "ssl:6697:privateKey=key.pem": "ssl:6697:privateKey=key.pem:backlog=9",
+        }
+        self.assertEqual({port: endpoint_description(port, 9) for port in cases}, cases)
+
+    def test_backlog_kept(self) -> None:
+        """A description that sets its own backlog is left as it is."""
+        ports = [
+            "tcp:10001:backlog=5",
+            "tcp:backlog=5:port=10001",
+            "tcp6:10001:backlog=5:interface=\\:\\:1",
+            "unix:/run/chat.sock:backlog=5",
+            "ssl:6697:backlog=5:privateKey=key.pem",
+        ]
+        self.assertEqual([endpoint_description(port, 9) for port in ports], ports)
+
+    def test_other_endpoints_untouched(self) -> None:
+        """Endpoint types that take no backlog are passed through unchanged."""
+        ports = ["systemd:domain=INET:index=0", "onion:443"]
+        self.assertEqual([endpoint_description(port, 9) for port in ports], ports)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """L{makeService} builds the chat and its listeners."""
+
+    def setUp(self) -> None:
+        # makeService raises this process's open-file limit; put it back.
+        self.addCleanup(
+            resource.setrlimit,
+            resource.RLIMIT_NOFILE,
+            resource.getrlimit(resource.RLIMIT_NOFILE),
+        )
+        self.reactor = MemoryReactorClock()
+
+    def build(self, *args: str) -> MultiService:
+        service = makeService(parse(*args), self.reactor)
+        assert isinstance(service, MultiService)
+        return service
+
+    def start(self, *args: str) -> MultiService:
+        service = self.build(*args)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        return service
+
+    def chat_factory(self, service: MultiService) -> ChatFactory:
+        [chat] = [child for child in service if isinstance(child, ChatService)]
+        return chat.factory
+
+    def test_default_port(self) -> None:
+        """By default the server listens on TCP port 10001 on every interface."""
+        service = self.start()
+        factory = self.chat_factory(service)
+        self.assertEqual(self.reactor.tcpServers, [(10001, factory, 1024, "")])
+        self.assertEqual(self.reactor.unixServers, [])
+
+    def test_ipv4_and_unix(self) -> None:
+        """
+        Each C{--port} becomes one listener, with the backlog asked for, all
+        sharing one L{ChatFactory}.
+        """
+        service = self.start(
+            "--port=10001",
+            "--port=tcp:10002:interface=127.0.0.1",
+            "--port=unix:/run/chat.sock",
+            "--port=tcp:10003:backlog=5",
+            "--backlog=7",
+        )
+        factory = self.chat_factory(service)
+        self.assertIsInstance(factory, ChatFactory)
+        self.assertEqual(
+            self.reactor.tcpServers,
+            [
+                (10001, factory, 7, ""),
+                (10002, factory, 7, "127.0.0.1"),
+                (10003, factory, 5, ""),
+            ],
+        )
+        # mode 0o666 and a lock file are the unix: endpoint's defaults.
+        self.assertEqual(
+            self.reactor.unixServers, [("/run/chat.sock", factory, 7, 0o666, True)]
+        )
+
+    def test_children(self) -> None:
+        """
+        The service holds the chat service first, then one listener per
+        C{--port}, labelled as the user typed it.
+        """
+        service = self.start("-p", "10001", "-p", "tcp:10002")
+        children = list(service)
+        self.assertEqual(
+            [type(child) for child in children],
+            [ChatService, ListenService, ListenService],
+        )
+        listeners = [child for child in children if isinstance(child, ListenService)]
+        self.assertEqual(
+            [(listener.label, listener.description) for listener in listeners],
+            [
+                ("10001", "tcp:10001:backlog=1024"),
+                ("tcp:10002", "tcp:10002:backlog=1024"),
+            ],
+        )
+        for child in children:
+            verifyObject(IService, child)
+            self.assertTrue(child.running)
+
+    def test_limits_and_clock(self) -> None:
+        """
+        The factory gets the limits from the options, and both it and the
+        chat service use the given reactor for time.
+        """
+        service = self.start("--max-line-length=100", "--max-clients=3")
+        [chat] = [child for child in service if isinstance(child, ChatService)]
+        self.assertEqual(
+            chat.factory.limits, Limits(max_line_length=100, max_clients=3)
+        )
+        self.assertIs(chat.factory.clock, self.reactor)
+        self.assertIs(chat.clock, self.reactor)
+
+    def test_tcp6_is_ipv6_only(self) -> None:
+        """A C{tcp6} port is served by the IPv6-only endpoint."""
+        service = self.build("--port=tcp6:10001:interface=\\:\\:1", "--port=tcp:10001")
+        listeners = [child for child in service if isinstance(child, ListenService)]
+        self.assertEqual(
+            [type(listener.endpoint) for listener in listeners],
+            [V6OnlyTCP6ServerEndpoint, TCP4ServerEndpoint],
+        )
+
+    def test_stop(self) -> None:
+        """Stopping the service stops listening and fires at once when idle."""
+        service = self.start("--port=tcp:10001:interface=127.0.0.1")
+        d = service.stopService()
+        self.successResultOf(d)
+        self.assertFalse(service.running)
