@@ -1,0 +1,490 @@
+"""
+The command-line client: C{python -m twisted_chat.client}.
+
+Lines typed on standard input go to the server; lines from the server go to
+standard output, made safe for a terminal.  The client keeps one connection
+with L{ClientService}: when a connection that was up drops, it says so,
+reconnects with backoff and restores its nickname and room; a server that
+cannot be reached at start is a one-line error instead.
+
+C{/quit}, or the end of input (Ctrl-D, or the end of a pipe), sends C{/quit},
+prints whatever the server still sends and exits with status 0 once the
+server closes the connection::
+
+    printf 'hello\\n' | python -m twisted_chat.client --nick bot --room dev
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, Protocol, TextIO
+
+from OpenSSL import SSL
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    clientFromString,
+    wrapClientTLS,
+)
+from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.stdio import StandardIO
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+
+from twisted_chat.client_protocols import (
+    ServerFactory,
+    ServerProtocol,
+    TerminalProtocol,
+)
+from twisted_chat.client_session import ClientSession
+from twisted_chat.commands import Quit, parse_line
+from twisted_chat.rules import nick_error, normalize_room, room_error
+
+PROGRAM = "twisted-chat"
+DEFAULT_HOST = "localhost"
+DEFAULT_PORT = 10001
+
+# How long to wait for the server's greeting on a new connection (a TLS
+# server reached without --tls, or something that is not a chat server, may
+# never say anything).
+GREETING_TIMEOUT = 15.0
+# How long to wait for the server to close the connection after /quit.
+QUIT_GRACE = 5.0
+
+LOST = "--- connection lost; reconnecting..."
+RECONNECTED = "--- reconnected"
+
+
+def default_retry_policy() -> Callable[[int], float]:
+    """
+    Reconnection delays: 0.75 s, then growing by half each time up to 30 s,
+    each plus up to half a second of jitter so that the users of a restarted
+    server do not all come back at once.
+    """
+    return backoffPolicy(
+        initialDelay=0.5,
+        maxDelay=30.0,
+        factor=1.5,
+        jitter=lambda: random.random() / 2,
+    )
+
+
+# Options
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise usage.UsageError(f"--port {value}: not a port number (1-65535).")
+    return int(value)
+
+
+class Options(usage.Options):
+    synopsis = "Usage: python -m twisted_chat.client [options]"
+    longdesc = (
+        "Chat on a twisted-chat server: lines you type are sent, lines from "
+        "the server are printed. /quit or end of input (Ctrl-D) leaves. If "
+        "the connection drops, the client reconnects and takes back its "
+        "nickname and room."
+    )
+
+    optFlags = [
+        [
+            "tls",
+            None,
+            "Connect with TLS, verifying the server certificate against the "
+            "host name (--host).",
+        ],
+    ]
+    optParameters = [
+        ["nick", None, None, "Nickname to take after connecting."],
+        [
+            "room",
+            None,
+            None,
+            "Room to join after connecting (default: the server's lobby).",
+        ],
+        ["host", None, None, f"Server host name or address [default: {DEFAULT_HOST}]"],
+        ["port", None, None, f"Server port [default: {DEFAULT_PORT}]"],
+        [
+            "connect",
+            None,
+            None,
+            "Where to connect, as a Twisted client endpoint description, "
+            "instead of --host and --port: unix:/run/chat.sock, "
+            "tcp:host=\\:\\:1:port=10001 (colons in an address are escaped).",
+        ],
+        [
+            "ca",
+            None,
+            None,
+            "With --tls: trust the CA certificate in this PEM file instead of "
+            "the system's trusted CAs.",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        self["tls"] = bool(self["tls"])
+        if self["nick"] is not None:
+            problem = nick_error(self["nick"])
+            if problem is not None:
+                raise usage.UsageError(f"--nick {self['nick']}: {problem}")
+        if self["room"] is not None:
+            typed, self["room"] = self["room"], normalize_room(self["room"])
+            problem = room_error(self["room"])
+            if problem is not None:
+                raise usage.UsageError(f"--room {typed}: {problem}")
+        if self["port"] is not None:
+            self["port"] = _port(self["port"])
+        if self["connect"] is not None:
+            if self["port"] is not None:
+                raise usage.UsageError("--port cannot be used with --connect.")
+            if self["tls"] and self["host"] is None:
+                raise usage.UsageError(
+                    "--tls with --connect needs --host: the name the server "
+                    "certificate must match."
+                )
+            if self["host"] is not None and not self["tls"]:
+                raise usage.UsageError(
+                    "--host cannot be used with --connect, except with --tls "
+                    "to name the server."
+                )
+        else:
+            if self["host"] is None:
+                self["host"] = DEFAULT_HOST
+            if self["port"] is None:
+                self["port"] = DEFAULT_PORT
+        if self["ca"] is not None and not self["tls"]:
+            raise usage.UsageError("--ca can only be used with --tls.")
+
+
+def host_label(host: str, port: int) -> str:
+    """C{host:port}, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def client_endpoint(
+    reactor: Any, options: Options
+) -> tuple[IStreamClientEndpoint, str]:
+    """
+    The endpoint that C{options} say to connect to, and how to name it in
+    messages.
+
+    @raise usage.UsageError: for an endpoint description that does not parse
+        or a C{--ca} file that cannot be read.
+    """
+    description = options["connect"]
+    endpoint: IStreamClientEndpoint
+    if description is not None:
+        try:
+            endpoint = clientFromString(reactor, description)
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(
+                f"--connect {description}: not a client endpoint description ({e})"
+            ) from None
+        label = description
+    else:
+        endpoint = HostnameEndpoint(reactor, options["host"], options["port"])
+        label = host_label(options["host"], options["port"])
+    if options["tls"]:
+        trust = None
+        if options["ca"] is not None:
+            try:
+                trust = Certificate.loadPEM(FilePath(options["ca"]).getContent())
+            except OSError as e:
+                raise usage.UsageError(
+                    f"--ca {options['ca']}: {e.strerror or e}"
+                ) from None
+            except (SSL.Error, ValueError):
+                raise usage.UsageError(
+                    f"--ca {options['ca']}: not a PEM certificate"
+                ) from None
+        try:
+            creator = optionsForClientTLS(options["host"], trustRoot=trust)
+        except ValueError as e:
+            raise usage.UsageError(f"--host {options['host']}: {e}") from None
+        endpoint = wrapClientTLS(creator, endpoint)
+    return endpoint, label
+
+
+def describe_failure(reason: Failure) -> str:
+    """A short reason for a failed connection, for one line of output."""
+    error = reason.value
+    if isinstance(error, (ConnectError, DNSLookupError)) and error.args:
+        first = error.args[0]
+        if isinstance(first, str) and first:
+            return first
+    if isinstance(error, ConnectionDone):
+        return "the server closed the connection"
+    if isinstance(error, SSL.Error) and error.args:
+        details = error.args[0]
+        if isinstance(details, list) and details and isinstance(details[-1], tuple):
+            return f"TLS error: {details[-1][-1]}"
+    if type(error).__name__ == "VerificationError":
+        # service_identity: the certificate is valid but names another host.
+        return "TLS error: the server certificate does not match the host name"
+    return reason.getErrorMessage()
+
+
+# The client
+
+
+class Terminal(Protocol):
+    """Where the client prints (L{TerminalProtocol} on standard output)."""
+
+    def show(self, text: str) -> None: ...
+
+    def close(self) -> Deferred[None]: ...
+
+
+def _is_quit(line: str) -> bool:
+    return isinstance(parse_line(line), Quit)
+
+
+class ChatClient:
+    """
+    Joins the terminal to the server connection kept by a L{ClientService}.
+
+    @ivar done: fires with the exit status once the client has finished: 0
+        after C{/quit} or the end of input, 1 when the server could not be
+        reached at start.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        endpoint: IStreamClientEndpoint,
+        label: str,
+        session: ClientSession,
+        err: TextIO,
+        retry_policy: Callable[[int], float] | None = None,
+        greeting_timeout: float = GREETING_TIMEOUT,
+        quit_grace: float = QUIT_GRACE,
+    ) -> None:
+        self.clock = clock
+        self.label = label
+        self.session = session
+        self.err = err
+        self.greeting_timeout = greeting_timeout
+        self.quit_grace = quit_grace
+        self.service = ClientService(
+            endpoint,
+            ServerFactory(self),
+            retryPolicy=retry_policy or default_retry_policy(),
+            clock=clock,
+        )
+        self.done: Deferred[int] = Deferred()
+        self._terminal: Terminal | None = None
+        self._server: ServerProtocol | None = None
+        # A connection has been greeted: from now on a lost connection is
+        # retried rather than reported as a failure to connect.
+        self._established = False
+        # /quit was sent: the next lost connection ends the client.
+        self._quitting = False
+        self._finished = False
+        # Waits for the greeting, or for the server to close after /quit.
+        self._timer: IDelayedCall | None = None
+        self._not_greeted = False
+
+    def start(self, terminal: Terminal) -> Deferred[int]:
+        """Start connecting; return L{done}."""
+        self._terminal = terminal
+        self.service.startService()
+        first = self.service.whenConnected(failAfterFailures=1)
+        first.addErrback(self._first_attempt_failed)
+        return self.done
+
+    def _show(self, text: str) -> None:
+        if self._terminal is not None:
+            self._terminal.show(text)
+
+    # ServerEvents
+
+    def server_connected(self, server: ServerProtocol) -> None:
+        self.log.debug("connected to {label}", label=self.label)
+        self._server = server
+        self._not_greeted = False
+        self._set_timer(self.greeting_timeout, self._greeting_timed_out)
+
+    def server_line(self, server: ServerProtocol, line: str) -> None:
+        if server is not self._server:
+            return
+        self._show(line)
+        was_ready = self.session.ready
+        answers = self.session.server_line(line)
+        if self.session.ready and not was_ready:
+            self._cancel_timer()
+            if self._established:
+                self._show(RECONNECTED)
+            self._established = True
+        self._send(answers)
+
+    def server_lost(self, server: ServerProtocol, reason: Failure) -> None:
+        if server is not self._server:
+            return
+        self._server = None
+        self._cancel_timer()
+        was_ready = self.session.ready
+        self.session.connection_lost()
+        if self._finished:
+            return
+        if self._quitting:
+            self._finish(0)
+        elif not self._established:
+            # Connected, but lost before the greeting (a TLS handshake that
+            # failed, a server that closed at once or never spoke): a
+            # failure to connect.
+            if self._not_greeted:
+                self._cannot_connect(
+                    None,
+                    f"no greeting from the server within "
+                    f"{self.greeting_timeout:g} seconds (is it a twisted-chat "
+                    "server? does it need --tls?)",
+                )
+            else:
+                self._cannot_connect(reason)
+        elif was_ready:
+            self._show(LOST)
+
+    # TerminalEvents
+
+    def typed(self, line: str) -> None:
+        if self._quitting:
+            return
+        if self._established and not self.session.ready and _is_quit(line):
+            # Reconnecting: leave now rather than wait for a server that may
+            # not come back.
+            dropped = len(self.session.pending)
+            if dropped:
+                self._show(f"--- not connected: {dropped} unsent lines dropped")
+            self._finish(0)
+            return
+        self._send(self.session.typed(line))
+
+    def input_ended(self) -> None:
+        self.typed("/quit")
+
+    # Internals
+
+    def _send(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            if self._quitting or self._server is None:
+                return
+            self._server.send_line(line)
+            if _is_quit(line):
+                self._quitting = True
+                self._set_timer(self.quit_grace, self._quit_timed_out)
+
+    def _set_timer(self, seconds: float, call: Callable[[], None]) -> None:
+        self._cancel_timer()
+        self._timer = self.clock.callLater(seconds, call)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _greeting_timed_out(self) -> None:
+        self._timer = None
+        if self._server is not None:
+            self._not_greeted = True
+            self._server.abort()
+
+    def _quit_timed_out(self) -> None:
+        self._timer = None
+        if self._server is not None:
+            self._server.close()
+
+    def _first_attempt_failed(self, reason: Failure) -> None:
+        if reason.check(CancelledError) is None:
+            self._cannot_connect(reason)
+
+    def _cannot_connect(self, reason: Failure | None, why: str = "") -> None:
+        if self._finished:
+            return
+        if reason is not None:
+            why = describe_failure(reason)
+        self.err.write(f"{PROGRAM}: cannot connect to {self.label}: {why}\n")
+        self.err.flush()
+        self._finish(1)
+
+    def _stop_service(self) -> None:
+        self.service.stopService().addErrback(
+            lambda reason: self.log.failure("stopping the connection", reason)
+        )
+
+    def _finish(self, status: int) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._quitting = True
+        self._cancel_timer()
+        # Not from inside a callback of the service's own state machine,
+        # which cannot be re-entered.
+        self.clock.callLater(0, self._stop_service)
+        closed = self._terminal.close() if self._terminal else succeed(None)
+        closed.addCallback(lambda ignored: self.done.callback(status))
+
+
+# The program
+
+
+def run(
+    reactor: Any,
+    options: Options,
+    stdin: int = 0,
+    stdout: int = 1,
+    err: TextIO | None = None,
+) -> Deferred[int]:
+    """
+    Run the client on standard input and output until it is done.
+
+    @return: a Deferred that fires with the exit status.
+    """
+    err = sys.stderr if err is None else err
+    try:
+        endpoint, label = client_endpoint(reactor, options)
+    except usage.UsageError as e:
+        err.write(f"{PROGRAM}: {e}\n")
+        return succeed(2)
+    session = ClientSession(wanted_nick=options["nick"], wanted_room=options["room"])
+    client = ChatClient(reactor, endpoint, label, session, err)
+    terminal = TerminalProtocol(client)
+    # mypy sees the Windows StandardIO, which takes no descriptors.
+    StandardIO(terminal, stdin, stdout, reactor=reactor)  # type: ignore[call-arg,misc]
+    return client.start(terminal)
+
+
+def _exit_status(status: int) -> None:
+    if status:
+        raise SystemExit(status)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The command line: parse the options, then run until done."""
+    from twisted.internet.task import react
+
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else list(argv))
+    except usage.UsageError as e:
+        sys.stderr.write(f"{PROGRAM}: {e}\nTry --help for the options.\n")
+        raise SystemExit(2) from None
+    # react() uses the global reactor and exits with the status.
+    react(lambda reactor: run(reactor, options).addCallback(_exit_status))
+
+
+if __name__ == "__main__":
+    main()
