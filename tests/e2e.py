@@ -255,8 +255,7 @@ def spawn_twistd(
     """
     process_reactor: IReactorProcess = reactor
     if cwd is None:
-        cwd = test.mktemp()
-        os.makedirs(cwd)
+        cwd = short_temp_dir(test)
     server = ServerProcess(reactor)
     argv = [*twistd_command(), "-n", "--pidfile=", *args]
     env = dict(os.environ)
@@ -345,9 +344,11 @@ async def poll(
 
 def short_temp_dir(test: SynchronousTestCase) -> str:
     """
-    A new directory with a short path, for UNIX sockets (whose paths are
-    limited to about 100 bytes, which a trial temporary path may exceed);
-    removed when C{test} is cleaned up.
+    A new directory in the system's temporary directory, removed when C{test}
+    is cleaned up.  Its path is short, as UNIX socket paths must be (about
+    100 bytes at most, which trial's C{mktemp} paths may exceed), and it is
+    outside the working directory (pytest runs in the source tree, where
+    C{mktemp} would create directories).
     """
     path = tempfile.mkdtemp(prefix="chat-")
     test.addCleanup(shutil.rmtree, path, ignore_errors=True)
