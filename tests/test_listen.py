@@ -102,8 +102,14 @@ class V6OnlyListenTests(TestCase):
         return port
 
     async def test_ipv6_only(self) -> None:
-        """The listening socket has C{IPV6_V6ONLY} set."""
-        port = await self.listen("tcp6:0:interface=\\:\\:1", Factory())
+        """
+        A listener on the IPv6 wildcard address has C{IPV6_V6ONLY} set.
+
+        It must be the wildcard: Linux sets the option itself on a socket
+        bound to a specific address such as ::1.  The port is random and
+        closed at once.
+        """
+        port = await self.listen("tcp6:0:interface=\\:\\:", Factory())
         # A duplicate of the listening descriptor shares its options.
         fileno = port.fileno()  # type: ignore[attr-defined]
         with socket.fromfd(fileno, socket.AF_INET6, socket.SOCK_STREAM) as handle:
