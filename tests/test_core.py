@@ -322,11 +322,6 @@ class NickTests(ChatTestCase):
             ["alicia", "bob"],
         )
 
-    test_who_order_kept.skip = (  # type: ignore[attr-defined]
-        "BUG: ChatServer._nick deletes and re-inserts the user in "
-        "Room.members, moving them to the end of the documented joining order"
-    )
-
 
 class JoinTests(ChatTestCase):
     """Moving between rooms."""
@@ -462,11 +457,6 @@ class RoomsWhoTests(ChatTestCase):
         alice, alice_user = self.connect("alice")
         self.type(alice_user, "/who #nowhere")
         self.assertEqual(alice.lines, ["!!! There is no room #nowhere."])
-
-    test_who_no_such_room_with_hash.skip = (  # type: ignore[attr-defined]
-        "BUG: ChatServer._who labels the room as typed, so '/who #nowhere' "
-        "answers 'There is no room ##nowhere.'"
-    )
 
     def test_who_usage(self) -> None:
         """/who with two rooms is a usage error."""
@@ -671,12 +661,6 @@ class RefuseTests(ChatTestCase):
         self.assertEqual(
             formatEvent(event), "refused input from alice (10.0.0.1:5000): Too much."
         )
-
-    test_refusal_logged_with_reason.skip = (  # type: ignore[attr-defined]
-        "BUG: ChatServer.refuse logs its reason in the field 'message', which "
-        "Twisted's legacy log bridge (installed by trial, and by any legacy "
-        "observer) resets to () in the shared event, so the reason is lost"
-    )
 
 
 class RoomMembersTests(ChatTestCase):

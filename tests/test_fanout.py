@@ -198,12 +198,6 @@ class PublishTests(SynchronousTestCase):
         for client in (alice, bob, carol):
             self.assertEqual(client.lines, ["one", "two"], client.peer)
 
-    test_publish_during_publish.skip = (  # type: ignore[attr-defined]
-        "BUG: LocalFanout delivers a publish() made from inside a member's "
-        "send() before the rest of the members have the line being "
-        "delivered, breaking IFanout's publish order"
-    )
-
 
 class DisconnectDuringPublishTests(SynchronousTestCase):
     """The core's use of the fan-out when a client drops mid-delivery."""
@@ -231,11 +225,6 @@ class DisconnectDuringPublishTests(SynchronousTestCase):
         expected = ["<carol> hello", "*** alice has quit (connection lost)"]
         self.assertEqual(bob.lines, expected)
         self.assertEqual(carol.lines, expected)
-
-    test_disconnect_during_message.skip = (  # type: ignore[attr-defined]
-        "BUG: the quit notice published from inside a send() reaches the "
-        "members after the dropped user before the message being delivered"
-    )
 
 
 class MembersTests(SynchronousTestCase):

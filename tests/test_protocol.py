@@ -281,59 +281,54 @@ class LongLineTests(ProtocolTestCase):
 
     def test_at_limit(self) -> None:
         """A line of exactly the limit is accepted, with \\n or \\r\\n."""
-        alice, alice_transport = self.connect("alice")
+        alice, alice_transport = self.connect("al")
         alice.dataReceived(b"x" * 10 + b"\n" + b"y" * 10 + b"\r\n")
         self.assertEqual(
             received(alice_transport),
-            ["<alice> " + "x" * 10, "<alice> " + "y" * 10],
+            ["<al> " + "x" * 10, "<al> " + "y" * 10],
         )
 
     def test_limit_counts_bytes(self) -> None:
         """The limit is in bytes of UTF-8, not characters."""
-        alice, alice_transport = self.connect("alice")
+        alice, alice_transport = self.connect("al")
         alice.dataReceived("ééééé\n".encode() + "éééééé\n".encode())
         self.assertEqual(
-            received(alice_transport), ["<alice> ééééé", TOO_LONG.format(10)]
+            received(alice_transport), ["<al> ééééé", TOO_LONG.format(10)]
         )
 
     def test_over_limit_in_one_chunk(self) -> None:
         """A long line in one chunk gives one error; the next line works."""
-        alice, alice_transport = self.connect("alice")
+        alice, alice_transport = self.connect("al")
         _, bob_transport = self.connect("bob")
         alice.dataReceived(b"x" * 50 + b"\nshort\n")
         self.assertEqual(
-            received(alice_transport), [TOO_LONG.format(10), "<alice> short"]
+            received(alice_transport), [TOO_LONG.format(10), "<al> short"]
         )
-        self.assertEqual(received(bob_transport), ["<alice> short"])
+        self.assertEqual(received(bob_transport), ["<al> short"])
         self.assertFalse(alice_transport.disconnecting)
 
     def test_one_over_limit(self) -> None:
         """A line one byte over the limit is refused."""
-        alice, alice_transport = self.connect("alice")
+        alice, alice_transport = self.connect("al")
         alice.dataReceived(b"x" * 11 + b"\n")
         alice.dataReceived(b"y" * 11 + b"\r\n")
         self.assertEqual(received(alice_transport), [TOO_LONG.format(10)] * 2)
 
-    test_one_over_limit.skip = (  # type: ignore[attr-defined]
-        "BUG: ChatProtocol accepts a line of max_line_length + 1 bytes when it "
-        "does not end with \\r: the +1 kept for the \\r is never taken back"
-    )
-
     def test_over_limit_across_chunks(self) -> None:
         """A long line in pieces gives one error and is discarded to its end."""
-        alice, alice_transport = self.connect("alice")
+        alice, alice_transport = self.connect("al")
         _, bob_transport = self.connect("bob")
         for _ in range(5):
             alice.dataReceived(b"x" * 4)
         alice.dataReceived(b"x" * 4 + b"tail\nnext\n")
         self.assertEqual(
-            received(alice_transport), [TOO_LONG.format(10), "<alice> next"]
+            received(alice_transport), [TOO_LONG.format(10), "<al> next"]
         )
-        self.assertEqual(received(bob_transport), ["<alice> next"])
+        self.assertEqual(received(bob_transport), ["<al> next"])
 
     def test_configurable(self) -> None:
         """The error names the configured limit."""
-        alice, alice_transport = self.connect("alice")
+        alice, alice_transport = self.connect("al")
         self.assertEqual(alice.MAX_LENGTH, 10)
         alice.dataReceived(b"z" * 100 + b"\n")
         self.assertEqual(received(alice_transport), [TOO_LONG.format(10)])
@@ -489,13 +484,6 @@ class TuneSocketTests(SynchronousTestCase):
         self.assertEqual(tls.options, [])
         self.assertEqual(transport.options, [("nodelay", True), ("keepalive", True)])
 
-    test_through_tls.skip = (  # type: ignore[attr-defined]
-        "BUG: tune_socket stops at the first ITCPTransport; a TLS wrapper "
-        "provides ITCPTransport (ProtocolWrapper copies its transport's "
-        "interfaces) and its getHandle() is the OpenSSL connection, so "
-        "nothing is set under TLS"
-    )
-
     def test_tcp_without_handle(self) -> None:
         """
         A TCP transport without a system handle, like iosim's FakeTransport,
@@ -509,12 +497,6 @@ class TuneSocketTests(SynchronousTestCase):
         tune_socket(transport)
         protocol.makeConnection(transport)
         self.assertIsNotNone(protocol.user)
-
-    test_tcp_without_handle.skip = (  # type: ignore[attr-defined]
-        "BUG: tune_socket adapts every ITCPTransport to ISystemHandle, which "
-        "raises TypeError for iosim.FakeTransport, so ChatProtocol cannot be "
-        "connected with twisted.test.iosim"
-    )
 
     def test_unix_socket(self) -> None:
         """A UNIX socket (TCP-like transport, no TCP options) is left alone."""
@@ -617,8 +599,3 @@ class RealSocketTests(TestCase):
         yield reader.lost
         yield server_closed
         self.assertEqual((bool(nodelay), bool(keepalive)), (True, True))
-
-    test_socket_options_tls.skip = (  # type: ignore[attr-defined]
-        "BUG: under TLS (ssl: endpoints) tune_socket sets neither TCP_NODELAY "
-        "nor SO_KEEPALIVE; see TuneSocketTests.test_through_tls"
-    )

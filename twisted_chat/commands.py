@@ -116,9 +116,10 @@ def parse_line(line: str) -> Command | None:
     if line.startswith("//"):
         return Say(line[1:])
 
-    name, _, rest = line[1:].partition(" ")
-    name = name.lower()
-    rest = rest.strip()
+    # The command name ends at the first space or tab.
+    parts = line[1:].split(maxsplit=1) if not line[1:2].isspace() else []
+    name = parts[0].lower() if parts else ""
+    rest = parts[1].strip() if len(parts) > 1 else ""
     args = rest.split()
 
     if name == "me":
@@ -134,8 +135,9 @@ def parse_line(line: str) -> Command | None:
             return _usage(name)
         return Who(args[0] if args else None)
     if name == "msg":
-        nick, _, text = rest.partition(" ")
-        text = text.strip()
+        target = rest.split(maxsplit=1)
+        nick = target[0] if target else ""
+        text = target[1].strip() if len(target) > 1 else ""
         return Msg(nick, text) if nick and text else _usage(name)
     if name == "help":
         return Help()

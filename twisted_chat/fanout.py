@@ -23,7 +23,7 @@ class LocalFanout:
     one from before they left, and direct lines keep their place.
     """
 
-    __slots__ = ("_depth", "_members", "_pending")
+    __slots__ = ("_delivering", "_depth", "_members", "_pending")
 
     def __init__(self) -> None:
         # Members in joining order (dict as an ordered set).
@@ -31,14 +31,17 @@ class LocalFanout:
         # Lines published to each room during the current event.
         self._pending: dict[str, list[bytes]] = {}
         self._depth = 0
+        # Set while delivering: what a send publishes meanwhile (a quit
+        # notice, say) waits its turn instead of overtaking the line.
+        self._delivering = False
 
     def subscribe(self, room: str, client: IChatClient) -> None:
-        if room in self._pending:
+        if room in self._pending and not self._delivering:
             self._deliver(room, self._pending.pop(room))
         self._members.setdefault(room, {})[client] = None
 
     def unsubscribe(self, room: str, client: IChatClient) -> None:
-        if room in self._pending:
+        if room in self._pending and not self._delivering:
             self._deliver(room, self._pending.pop(room))
         members = self._members.get(room)
         if members is None:
@@ -52,17 +55,16 @@ class LocalFanout:
         return list(self._members.get(room, ()))
 
     def publish(self, room: str, data: bytes) -> None:
-        if self._depth:
-            pending = self._pending.get(room)
-            if pending is None:
-                self._pending[room] = [data]
-            else:
-                pending.append(data)
+        pending = self._pending.get(room)
+        if pending is None:
+            self._pending[room] = [data]
         else:
-            self._deliver(room, [data])
+            pending.append(data)
+        if not self._depth and not self._delivering:
+            self._deliver_pending()
 
     def send(self, client: IChatClient, data: bytes) -> None:
-        if self._pending:
+        if self._pending and not self._delivering:
             self._deliver_pending()
         client.send(data)
 
@@ -75,9 +77,14 @@ class LocalFanout:
             self._deliver_pending()
 
     def _deliver_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for room, chunks in pending.items():
-            self._deliver(room, chunks)
+        self._delivering = True
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                for room, chunks in pending.items():
+                    self._deliver(room, chunks)
+        finally:
+            self._delivering = False
 
     def _deliver(self, room: str, chunks: list[bytes]) -> None:
         members = self._members.get(room)

@@ -22,7 +22,6 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IPushProducer,
     IReactorTime,
-    ISystemHandle,
     ITCPTransport,
     ITransport,
 )
@@ -83,20 +82,24 @@ def tune_socket(transport: ITransport) -> None:
     algorithm and delayed acknowledgements add up to 40 ms to a line) and
     C{SO_KEEPALIVE} on a TCP connection, including one under TLS.
     """
-    tcp = transport
-    while not ITCPTransport.providedBy(tcp):
-        # TLS wraps the TCP transport: look through the wrapper.
-        inner = getattr(tcp, "transport", None)
-        if inner is None or inner is tcp:
+    current: object = transport
+    for _ in range(8):
+        # TLS wraps the TCP transport, copying its interfaces while its handle
+        # is the OpenSSL connection: look through wrappers until the handle
+        # is a socket.
+        handle = getattr(current, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            if ITCPTransport.providedBy(current) and handle.family in (
+                socket.AF_INET,
+                socket.AF_INET6,
+            ):
+                current.setTcpNoDelay(True)
+                current.setTcpKeepAlive(True)
             return
-        tcp = inner
-    handle = ISystemHandle(tcp).getHandle()
-    if isinstance(handle, socket.socket) and handle.family in (
-        socket.AF_INET,
-        socket.AF_INET6,
-    ):
-        tcp.setTcpNoDelay(True)
-        tcp.setTcpKeepAlive(True)
+        inner = getattr(current, "transport", None)
+        if inner is None or inner is current:
+            return
+        current = inner
 
 
 @implementer(IChatClient, IPushProducer)
@@ -242,6 +245,10 @@ class ChatProtocol(LineReceiver):
         now = self.factory.clock.seconds()
         if pending:
             self._last_line = now
+        if self._delayed and bucket is not None and bucket.full(now):
+            # Quiet long enough for the whole burst to come back: a new
+            # episode, the delayed lines so far are forgiven.
+            self._delayed = 0
         limit = self.MAX_LENGTH + 1
         while pending:
             if self.user is None or self._out is None:
@@ -257,8 +264,6 @@ class ChatProtocol(LineReceiver):
                 self._line_too_long()
             else:
                 self.lineReceived(line)
-        if self._delayed and (bucket is None or bucket.full(now)):
-            self._delayed = 0
         self._pause_reading(_FLOOD, False)
 
     def _throttle(self, wait: float) -> None:
@@ -306,6 +311,9 @@ class ChatProtocol(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
+        if len(line) > self.MAX_LENGTH:
+            self._line_too_long()
+            return
         assert self.user is not None
         try:
             text = line.decode("utf-8")

@@ -9,8 +9,9 @@ Text (messages, actions, quit reasons) may hold any Unicode except characters
 that change what a terminal shows rather than what it prints: C0 controls
 other than tab (and so every ANSI escape sequence, which starts with ESC),
 DEL, C1 controls, the bidirectional overrides and isolates, and the line and
-paragraph separators.  A line containing any of them is refused, not
-silently altered, so that what is delivered is exactly what was typed.
+paragraph separators, and lone surrogates.  A line containing any of them is
+refused, not silently altered, so that what is delivered is exactly what was
+typed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ ROOM_MAX = 32
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 
 # C0 controls except TAB, DEL, C1 controls, LRE/RLE/PDF/LRO/RLO,
-# LRI/RLI/FSI/PDI, LINE SEPARATOR and PARAGRAPH SEPARATOR.
+# LRI/RLI/FSI/PDI, LINE SEPARATOR and PARAGRAPH SEPARATOR; and lone
+# surrogates, which no UTF-8 decoder produces but another adapter might.
 _FORBIDDEN = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]"
 )
 
 

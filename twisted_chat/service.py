@@ -43,7 +43,7 @@ class ChatService(Service):
         )
         waits = [connection.when_closed() for connection in connections]
         self.factory.chat.shutdown("the server is stopping")
-        done = gatherResults(waits)
+        done = gatherResults(waits, consumeErrors=True)
         timeout = self.clock.callLater(self.grace, done.cancel)
 
         def finished(result: object) -> None:
