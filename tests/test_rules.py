@@ -31,6 +31,7 @@ FORBIDDEN = (
     + [chr(c) for c in range(0x202A, 0x202F)]
     + [chr(c) for c in range(0x2066, 0x206A)]
     + ["\u2028", "\u2029"]
+    + [chr(c) for c in range(0xD800, 0xE000)]
 )
 
 NAME_CHARS = string.ascii_letters + string.digits + "_-"
