@@ -690,7 +690,7 @@ class PipedUseTests(ClientTestCase):
         self.clock.advance(4.9)
         self.assertNoResult(self.done)
         self.clock.advance(0.1)
-        self.assertFalse(transport.connected)
+        self.assertTrue(transport.disconnected)
         self.assertEqual(self.successResultOf(self.done), 0)
 
     def test_output_closed(self) -> None:

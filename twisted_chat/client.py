@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol, TextIO
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import (
@@ -205,7 +205,7 @@ def client_endpoint(
                 raise usage.UsageError(
                     f"--ca {options['ca']}: {e.strerror or e}"
                 ) from None
-            except (SSL.Error, ValueError):
+            except (crypto.Error, SSL.Error, ValueError):
                 raise usage.UsageError(
                     f"--ca {options['ca']}: not a PEM certificate"
                 ) from None
@@ -405,7 +405,7 @@ class ChatClient:
     def _quit_timed_out(self) -> None:
         self._timer = None
         if self._server is not None:
-            self._server.close()
+            self._server.abort()
 
     def _first_attempt_failed(self, reason: Failure) -> None:
         if reason.check(CancelledError) is None:
