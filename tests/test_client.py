@@ -693,6 +693,23 @@ class PipedUseTests(ClientTestCase):
         self.assertTrue(transport.disconnected)
         self.assertEqual(self.successResultOf(self.done), 0)
 
+    def test_quit_grace_restarts(self) -> None:
+        """While the server still sends lines after /quit, the client waits."""
+        self.start()
+        transport = self.accept()
+        self.server_says(*greeting())
+        self.type(b"one\ntwo\n/quit\n")
+        self.clock.advance(4.0)
+        self.server_says(lines.message("guest1", "one"))
+        self.clock.advance(4.0)
+        self.server_says(lines.message("guest1", "two"))
+        self.clock.advance(4.0)
+        self.assertTrue(transport.connected)
+        self.assertNoResult(self.done)
+        self.clock.advance(1.0)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.successResultOf(self.done), 0)
+
     def test_output_closed(self) -> None:
         """If standard output goes away, the client quits."""
         self.start()

@@ -59,7 +59,10 @@ DEFAULT_PORT = 10001
 # server reached without --tls, or something that is not a chat server, may
 # never say anything).
 GREETING_TIMEOUT = 15.0
-# How long to wait for the server to close the connection after /quit.
+# After /quit, how long the server may stay silent before the client closes
+# the connection itself.  Each line from the server restarts the wait: a
+# server that paces a burst of piped lines (flood control) is still working
+# through them, and its echoes show it.
 QUIT_GRACE = 5.0
 
 LOST = "--- connection lost; reconnecting..."
@@ -322,6 +325,8 @@ class ChatClient:
         if server is not self._server:
             return
         self._show(line)
+        if self._quitting:
+            self._set_timer(self.quit_grace, self._quit_timed_out)
         was_ready = self.session.ready
         answers = self.session.server_line(line)
         if self.session.ready and not was_ready:
