@@ -1,8 +1,8 @@
 """
 Tests for the command-line client (L{twisted_chat.client}): its options and
-endpoints, the session that tracks nickname, room and queued lines, the
-terminal and server protocols, and the whole client driven through fake
-connections and a L{Clock}.
+endpoints (L{twisted_chat.client_options}), the session that tracks
+nickname, room and queued lines, the terminal and server protocols, and the
+whole client driven through fake connections and a L{Clock}.
 """
 
 from __future__ import annotations
@@ -46,13 +46,11 @@ from twisted_chat.client import (
     LOST,
     RECONNECTED,
     ChatClient,
-    Options,
-    client_endpoint,
     describe_failure,
-    host_label,
     main,
     run,
 )
+from twisted_chat.client_options import Options, client_endpoint, host_label
 from twisted_chat.client_protocols import (
     ServerFactory,
     ServerProtocol,
