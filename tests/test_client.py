@@ -8,7 +8,10 @@ whole client driven through fake connections and a L{Clock}.
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from OpenSSL import SSL
@@ -199,6 +202,15 @@ class EndpointTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
 
+    def temp_dir(self) -> str:
+        """
+        A new directory outside the working directory (pytest runs in the
+        source tree, where C{mktemp} would leave directories).
+        """
+        path = tempfile.mkdtemp(prefix="chat-client-")
+        self.addCleanup(shutil.rmtree, path, ignore_errors=True)
+        return path
+
     def test_host_port(self) -> None:
         """C{--host}/C{--port} connect by name with L{HostnameEndpoint}."""
         endpoint, label = client_endpoint(self.reactor, parse("--port=10555"))
@@ -252,7 +264,7 @@ class EndpointTests(SynchronousTestCase):
 
     def test_ca_missing(self) -> None:
         """A C{--ca} file that cannot be read is a one-line error."""
-        missing = self.mktemp()
+        missing = os.path.join(self.temp_dir(), "missing.pem")
         error = self.assertRaises(
             UsageError, client_endpoint, self.reactor, parse("--tls", f"--ca={missing}")
         )
@@ -260,7 +272,7 @@ class EndpointTests(SynchronousTestCase):
 
     def test_ca_not_pem(self) -> None:
         """A C{--ca} file that holds no certificate is a one-line error."""
-        path = FilePath(self.mktemp())
+        path = FilePath(os.path.join(self.temp_dir(), "ca.pem"))
         path.setContent(b"not a certificate\n")
         error = self.assertRaises(
             UsageError,
