@@ -101,8 +101,8 @@ class ListenService(StreamServerEndpointService):
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
-        except CannotListenError as e:
-            reason = e.socketError
+        except (CannotListenError, OSError) as e:
+            reason = e.socketError if isinstance(e, CannotListenError) else e
             why = getattr(reason, "strerror", None) or str(reason)
             # SystemExit, not a logged traceback: twistd prints the one line
             # and exits with status 1.

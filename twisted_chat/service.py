@@ -5,6 +5,9 @@ every connection closed before the process exits.
 
 from __future__ import annotations
 
+import resource
+from collections.abc import Sequence
+
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -13,6 +16,26 @@ from twisted.logger import Logger
 from twisted_chat.protocol import ChatFactory
 
 SHUTDOWN_GRACE = 5.0
+
+
+def raise_file_limit(wanted: int) -> int:
+    """
+    Raise this process's soft limit on open files towards C{wanted} (as far
+    as the hard limit allows): each connection is one file descriptor, and
+    the usual soft limit of 1024 would refuse users long before
+    C{--max-clients}.
+
+    @return: the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
 
 
 class ChatService(Service):
@@ -25,11 +48,39 @@ class ChatService(Service):
     log = Logger()
 
     def __init__(
-        self, factory: ChatFactory, clock: IReactorTime, grace: float = SHUTDOWN_GRACE
+        self,
+        factory: ChatFactory,
+        clock: IReactorTime,
+        grace: float = SHUTDOWN_GRACE,
+        listening: Sequence[str] = (),
     ) -> None:
         self.factory = factory
         self.clock = clock
         self.grace = grace
+        self.listening = list(listening)
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        limit = self.factory.limits.max_clients
+        # Room for every client, the listeners and a margin for the process.
+        wanted = (limit or 1_000_000) + 64
+        available = raise_file_limit(wanted)
+        if limit and available < wanted:
+            self.log.warn(
+                "only {available} file descriptors are available; "
+                "--max-clients {max_clients} cannot be reached",
+                available=available,
+                max_clients=limit,
+            )
+
+    def startService(self) -> None:
+        super().startService()
+        # twistd opened every listener (privilegedStartService) before
+        # starting any service, so the server is ready now.
+        self.log.info(
+            "twisted-chat ready, listening on {where}",
+            where=", ".join(self.listening) or "nothing",
+        )
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

@@ -4,13 +4,12 @@ Wiring for C{twistd chat}: command-line options and the service they make.
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.application.service import IService, MultiService
+from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorCore, IReactorTime
-from twisted.logger import Logger
 from twisted.python import usage
 
 from twisted_chat import limits as defaults
@@ -24,7 +23,6 @@ DEFAULT_PORT = "tcp:10001"
 DEFAULT_BACKLOG = 1024
 _BACKLOG_TYPES = ("tcp", "tcp6", "unix", "ssl")
 
-log = Logger()
 
 
 def endpoint_description(port: str, backlog: int) -> str:
@@ -38,6 +36,23 @@ def endpoint_description(port: str, backlog: int) -> str:
     if kind in _BACKLOG_TYPES and ":backlog=" not in description:
         description += f":backlog={backlog}"
     return description
+
+
+def check_description(description: str, typed: str) -> None:
+    """
+    Parse an endpoint description without listening, so that a mistake in
+    C{--port} is a usage error rather than a traceback at start-up.
+    """
+    try:
+        endpoint = endpoints.serverFromString(None, description)
+    except (ValueError, TypeError, KeyError) as e:
+        hint = ""
+        if "interface=" in description and "\\:" not in description:
+            hint = " (write the colons of an IPv6 address as \\:)"
+        raise usage.UsageError(f"--port {typed}: {e}{hint}") from None
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise usage.UsageError(f"--port {typed}: {port} is not a port number")
 
 
 def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
@@ -95,10 +110,7 @@ class Options(usage.Options):
         self["port"] = []
 
     def opt_port(self, description: str) -> None:
-        """
-        Where to listen: a port number or an endpoint description. Repeat to
-        listen on several (default: tcp:10001).
-        """
+        """Where to listen (repeatable): a port number or endpoint description."""
         self["port"].append(description)
 
     opt_p = opt_port
@@ -106,6 +118,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
+        for port in self["port"]:
+            check_description(endpoint_description(port, self["backlog"]), port)
 
     def limits(self) -> Limits:
         """The L{Limits} these options ask for."""
@@ -121,26 +135,6 @@ class Options(usage.Options):
         )
 
 
-def raise_file_limit(wanted: int) -> int:
-    """
-    Raise this process's soft limit on open files towards C{wanted} (as far
-    as the hard limit allows): each connection is one file descriptor, and
-    the usual soft limit of 1024 would refuse users long before
-    C{--max-clients}.
-
-    @return: the soft limit now in force.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            return soft
-        return target
-    return soft
-
-
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
     The chat service and one listening service per C{--port}.
@@ -150,19 +144,11 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
 
         reactor = cast(IReactorCore, default_reactor)
     limits = options.limits()
-    # Room for every client, the listeners and a margin for the process.
-    wanted = (limits.max_clients or 1_000_000) + 64
-    available = raise_file_limit(wanted)
-    if limits.max_clients and available < wanted:
-        log.warn(
-            "only {available} file descriptors are available; "
-            "--max-clients {max_clients} cannot be reached",
-            available=available,
-            max_clients=limits.max_clients,
-        )
     top = MultiService()
     factory = ChatFactory(ChatServer(), limits, cast(IReactorTime, reactor))
-    ChatService(factory, cast(IReactorTime, reactor)).setServiceParent(top)
+    ChatService(
+        factory, cast(IReactorTime, reactor), listening=options["port"]
+    ).setServiceParent(top)
     for port in options["port"]:
         description = endpoint_description(port, options["backlog"])
         ListenService(reactor, description, factory, label=port).setServiceParent(top)
