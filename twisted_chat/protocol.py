@@ -384,6 +384,8 @@ class ChatProtocol(LineReceiver):
         self._congested = False
         self._write_queue()
         self._out = None
+        # Under TLS, a registered producer postpones the close.
+        self.transport.unregisterProducer()  # type: ignore[attr-defined]
         self.transport.loseConnection()
         self._close_call = self.factory.clock.callLater(CLOSE_TIMEOUT, self._abort)
 
