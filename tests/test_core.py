@@ -13,7 +13,13 @@ from zope.interface import implementer
 from tests.helpers import FakeClient, observe_logs
 from twisted_chat import lines
 from twisted_chat.commands import Help, Say
-from twisted_chat.core import DEFAULT_ROOM, ChatServer, User
+from twisted_chat.core import (
+    DEFAULT_ROOM,
+    JOIN_LIST_LIMIT,
+    WHO_LIMIT,
+    ChatServer,
+    User,
+)
 from twisted_chat.fanout import LocalFanout
 from twisted_chat.interfaces import IFanout
 from twisted_chat.rules import name_key, nick_error, room_error
@@ -675,3 +681,80 @@ class RoomMembersTests(ChatTestCase):
     def test_no_such_room(self) -> None:
         """An unknown room has no members."""
         self.assertEqual(list(self.chat.room_members("nowhere")), [])
+
+
+class BigRoomTests(ChatTestCase):
+    """Large rooms stay quiet about joins and quits, and lists stay short."""
+
+    def setUp(self) -> None:
+        self.chat = ChatServer(announce_limit=3)
+
+    def test_announced_up_to_the_limit(self) -> None:
+        """Joins are announced to the room while it has at most the limit."""
+        first, _ = self.connect("a")
+        self.connect("b")
+        self.chat.connect(FakeClient())
+        self.assertEqual(first.take(), [lines.joined("guest3", DEFAULT_ROOM)])
+
+    def test_quiet_past_the_limit(self) -> None:
+        """
+        Past the limit, only the joining user sees their join, and quits are
+        not announced; renames and messages still are.
+        """
+        first, _ = self.connect("a")
+        self.connect("b")
+        self.connect("c")
+        newcomer = FakeClient()
+        user = self.chat.connect(newcomer)
+        self.assertEqual(first.take(), [])
+        self.assertIn(lines.joined(user.nick, DEFAULT_ROOM), newcomer.take())
+        self.type(user, "/nick d", "hi")
+        self.assertEqual(first.take(), [lines.nick_change("guest4", "d"), "<d> hi"])
+        self.chat.disconnect(user)
+        self.assertEqual(first.take(), [])
+
+    def test_unlimited(self) -> None:
+        """An announce limit of 0 announces in rooms of any size."""
+        self.chat = ChatServer(announce_limit=0)
+        first, _ = self.connect("a")
+        for _ in range(5):
+            self.chat.connect(FakeClient())
+        self.assertEqual(len(first.take()), 5)
+
+    def test_join_list_is_cut(self) -> None:
+        """
+        The list sent on joining shows the first JOIN_LIST_LIMIT names and
+        how many more there are; /who shows up to WHO_LIMIT.
+        """
+        self.chat = ChatServer(announce_limit=0)
+        for _ in range(JOIN_LIST_LIMIT + 4):
+            self.chat.connect(FakeClient())
+        client = FakeClient()
+        user = self.chat.connect(client)
+        nicks = [f"guest{n}" for n in range(1, JOIN_LIST_LIMIT + 1)]
+        self.assertEqual(
+            client.take()[-1],
+            lines.notice(
+                f"Users in #lobby ({JOIN_LIST_LIMIT + 5}): "
+                f"{', '.join(nicks)} and 5 more"
+            ),
+        )
+        self.type(user, "/who")
+        everyone = [f"guest{n}" for n in range(1, JOIN_LIST_LIMIT + 6)]
+        self.assertEqual(
+            client.take(),
+            [lines.notice(f"Users in #lobby ({len(everyone)}): {', '.join(everyone)}")],
+        )
+
+    def test_who_is_cut(self) -> None:
+        """/who names at most WHO_LIMIT users, then says how many more."""
+        self.chat = ChatServer(announce_limit=1)
+        for _ in range(WHO_LIMIT + 2):
+            self.chat.connect(FakeClient())
+        client = FakeClient()
+        user = self.chat.connect(client)
+        client.take()
+        self.type(user, "/who")
+        (line,) = client.take()
+        self.assertTrue(line.endswith(" and 3 more"), line[-40:])
+        self.assertEqual(line.count(", "), WHO_LIMIT - 1)

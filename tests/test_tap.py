@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_chat import limits
-from twisted_chat.core import ChatServer
+from twisted_chat.core import DEFAULT_ANNOUNCE_LIMIT, ChatServer
 from twisted_chat.limits import Limits
 from twisted_chat.listen import ListenService, V6OnlyTCP6ServerEndpoint
 from twisted_chat.protocol import ChatFactory, ChatProtocol
@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "max-clients": limits.DEFAULT_MAX_CLIENTS,
     "max-per-ip": limits.DEFAULT_MAX_PER_IP,
     "idle-timeout": limits.DEFAULT_IDLE_TIMEOUT,
+    "announce-limit": DEFAULT_ANNOUNCE_LIMIT,
 }
 
 
@@ -67,6 +68,7 @@ class OptionsTests(SynchronousTestCase):
             "--max-clients=10",
             "--max-per-ip=2",
             "--idle-timeout=60",
+            "--announce-limit=40",
         )
         self.assertEqual(
             dict(options),
@@ -81,6 +83,7 @@ class OptionsTests(SynchronousTestCase):
                 "max-clients": 10,
                 "max-per-ip": 2,
                 "idle-timeout": 60.0,
+                "announce-limit": 40,
             },
         )
 
@@ -110,7 +113,11 @@ class OptionsTests(SynchronousTestCase):
         flood rate and idle timeout.
         """
         options = parse(
-            "--max-clients=0", "--max-per-ip=0", "--flood-rate=0", "--idle-timeout=0"
+            "--max-clients=0",
+            "--max-per-ip=0",
+            "--flood-rate=0",
+            "--idle-timeout=0",
+            "--announce-limit=0",
         )
         self.assertEqual(
             dict(options),
@@ -120,6 +127,7 @@ class OptionsTests(SynchronousTestCase):
                 "max-per-ip": 0,
                 "flood-rate": 0.0,
                 "idle-timeout": 0.0,
+                "announce-limit": 0,
             },
         )
 
@@ -136,6 +144,7 @@ class OptionsTests(SynchronousTestCase):
             "max-send-queue": positive,
             "max-clients": at_least_zero,
             "max-per-ip": at_least_zero,
+            "announce-limit": at_least_zero,
             "flood-rate": seconds,
             "idle-timeout": seconds,
         }
@@ -160,6 +169,7 @@ class OptionsTests(SynchronousTestCase):
             "--max-clients=10",
             "--max-per-ip=2",
             "--idle-timeout=60",
+            "--announce-limit=40",
         )
         self.assertEqual(
             options.limits(),
@@ -350,6 +360,12 @@ class MakeServiceTests(SynchronousTestCase):
         )
         self.assertIs(chat.factory.clock, self.reactor)
         self.assertIs(chat.clock, self.reactor)
+
+    def test_announce_limit(self) -> None:
+        """The chat core gets --announce-limit."""
+        service = self.start("--announce-limit=7")
+        [chat] = [child for child in service if isinstance(child, ChatService)]
+        self.assertEqual(chat.factory.chat.announce_limit, 7)
 
     def test_tcp6_is_ipv6_only(self) -> None:
         """A C{tcp6} port is served by the IPv6-only endpoint."""

@@ -9,6 +9,7 @@ it once, and hands the same C{bytes} to every recipient.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 
 from attrs import define, field
 from twisted.logger import Logger
@@ -38,6 +39,16 @@ from twisted_chat.rules import (
 )
 
 DEFAULT_ROOM = "lobby"
+
+# Rooms with more members than this stop announcing joins, leaves and quits:
+# in a room of thousands they would be most of the traffic, and each one
+# costs a line to every member.
+DEFAULT_ANNOUNCE_LIMIT = 500
+
+# How many names the list sent on joining a room shows, and /who: a line
+# must stay short enough for any client to take.
+JOIN_LIST_LIMIT = 50
+WHO_LIMIT = 500
 
 
 @define(eq=False)
@@ -77,6 +88,7 @@ class ChatServer:
 
     fanout: IFanout = field(factory=LocalFanout)
     default_room: str = DEFAULT_ROOM
+    announce_limit: int = DEFAULT_ANNOUNCE_LIMIT
     users: dict[str, User] = field(factory=dict, init=False)
     rooms: dict[str, Room] = field(factory=dict, init=False)
     _guest_counter: int = field(default=0, init=False)
@@ -237,10 +249,7 @@ class ChatServer:
         if room is None:
             self.tell(user, lines.error(f"There is no room {lines.room_label(name)}."))
             return
-        self.tell(
-            user,
-            lines.who(room.name, [member.nick for member in room.members.values()]),
-        )
+        self.tell(user, self._who_line(room, WHO_LIMIT))
 
     def _msg(self, user: User, nick: str, text: str) -> None:
         target = self.users.get(name_key(nick))
@@ -266,22 +275,37 @@ class ChatServer:
         room.members[name_key(user.nick)] = user
         user.room = room
         self.fanout.subscribe(room.key, user.client)
-        self.fanout.publish(room.key, lines.encode(lines.joined(user.nick, room.name)))
-        self.tell(
-            user,
-            lines.who(room.name, [member.nick for member in room.members.values()]),
-        )
+        joined = lines.encode(lines.joined(user.nick, room.name))
+        if self._announces(room):
+            self.fanout.publish(room.key, joined)
+        else:
+            self.fanout.send(user.client, joined)
+        self.tell(user, self._who_line(room, JOIN_LIST_LIMIT))
 
     def _leave(self, user: User, announcement: str) -> None:
         room = user.room
         if room is None:
             return
         user.room = None
+        # Counted with the user leaving, as their join was.
+        announce = self._announces(room)
         self.fanout.unsubscribe(room.key, user.client)
         del room.members[name_key(user.nick)]
-        self.fanout.publish(room.key, lines.encode(announcement))
+        if announce:
+            self.fanout.publish(room.key, lines.encode(announcement))
         if not room.members and room.key != name_key(self.default_room):
             del self.rooms[room.key]
+
+    def _who_line(self, room: Room, limit: int) -> str:
+        nicks = [member.nick for member in islice(room.members.values(), limit)]
+        return lines.who(room.name, nicks, len(room.members))
+
+    def _announces(self, room: Room) -> bool:
+        """
+        Whether joins, leaves and quits in C{room} are announced, counting the
+        user who joins or leaves.
+        """
+        return not self.announce_limit or len(room.members) <= self.announce_limit
 
     def _new_guest_nick(self) -> str:
         while True:

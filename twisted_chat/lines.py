@@ -90,8 +90,16 @@ def nick_change(old: str, new: str) -> str:
     return notice(f"{old} is now known as {new}")
 
 
-def who(room: str, nicks: list[str]) -> str:
-    return notice(f"Users in {room_label(room)} ({len(nicks)}): {', '.join(nicks)}")
+def who(room: str, nicks: list[str], total: int | None = None) -> str:
+    """
+    The users of a room.  With C{total} larger than C{len(nicks)}, the list
+    is the first of C{total} and says how many more there are.
+    """
+    count = len(nicks) if total is None else total
+    listed = ", ".join(nicks)
+    if count > len(nicks):
+        listed += f" and {count - len(nicks)} more"
+    return notice(f"Users in {room_label(room)} ({count}): {listed}")
 
 
 def rooms(counts: list[tuple[str, int]]) -> str:

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.python import usage
 
 from twisted_chat import limits as defaults
-from twisted_chat.core import ChatServer
+from twisted_chat.core import DEFAULT_ANNOUNCE_LIMIT, ChatServer
 from twisted_chat.limits import Limits
 from twisted_chat.listen import ListenService
 from twisted_chat.protocol import ChatFactory
@@ -22,7 +22,6 @@ from twisted_chat.service import ChatService
 DEFAULT_PORT = "tcp:10001"
 DEFAULT_BACKLOG = 1024
 _BACKLOG_TYPES = ("tcp", "tcp6", "unix", "ssl")
-
 
 
 def endpoint_description(port: str, backlog: int) -> str:
@@ -103,6 +102,9 @@ class Options(usage.Options):
         ["idle-timeout", None, defaults.DEFAULT_IDLE_TIMEOUT,
          "Disconnect users who send nothing for this many seconds (0: off).",
          _seconds],
+        ["announce-limit", None, DEFAULT_ANNOUNCE_LIMIT,
+         "Rooms with more users than this do not announce joins, leaves and "
+         "quits (0: always announce).", _count],
     ]  # fmt: skip
 
     def __init__(self) -> None:
@@ -145,7 +147,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         reactor = cast(IReactorCore, default_reactor)
     limits = options.limits()
     top = MultiService()
-    factory = ChatFactory(ChatServer(), limits, cast(IReactorTime, reactor))
+    chat = ChatServer(announce_limit=options["announce-limit"])
+    factory = ChatFactory(chat, limits, cast(IReactorTime, reactor))
     ChatService(
         factory, cast(IReactorTime, reactor), listening=options["port"]
     ).setServiceParent(top)
