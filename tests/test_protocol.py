@@ -292,18 +292,14 @@ class LongLineTests(ProtocolTestCase):
         """The limit is in bytes of UTF-8, not characters."""
         alice, alice_transport = self.connect("al")
         alice.dataReceived("ééééé\n".encode() + "éééééé\n".encode())
-        self.assertEqual(
-            received(alice_transport), ["<al> ééééé", TOO_LONG.format(10)]
-        )
+        self.assertEqual(received(alice_transport), ["<al> ééééé", TOO_LONG.format(10)])
 
     def test_over_limit_in_one_chunk(self) -> None:
         """A long line in one chunk gives one error; the next line works."""
         alice, alice_transport = self.connect("al")
         _, bob_transport = self.connect("bob")
         alice.dataReceived(b"x" * 50 + b"\nshort\n")
-        self.assertEqual(
-            received(alice_transport), [TOO_LONG.format(10), "<al> short"]
-        )
+        self.assertEqual(received(alice_transport), [TOO_LONG.format(10), "<al> short"])
         self.assertEqual(received(bob_transport), ["<al> short"])
         self.assertFalse(alice_transport.disconnecting)
 
@@ -321,9 +317,7 @@ class LongLineTests(ProtocolTestCase):
         for _ in range(5):
             alice.dataReceived(b"x" * 4)
         alice.dataReceived(b"x" * 4 + b"tail\nnext\n")
-        self.assertEqual(
-            received(alice_transport), [TOO_LONG.format(10), "<al> next"]
-        )
+        self.assertEqual(received(alice_transport), [TOO_LONG.format(10), "<al> next"])
         self.assertEqual(received(bob_transport), ["<al> next"])
 
     def test_configurable(self) -> None:
@@ -458,6 +452,21 @@ class TuneSocketTests(SynchronousTestCase):
         transport = FakeTCPTransport(self.handle(socket.AF_INET))
         tune_socket(transport)
         self.assertEqual(transport.options, [("nodelay", True), ("keepalive", True)])
+
+    def test_send_buffer(self) -> None:
+        """
+        A send buffer size, when given, is set on the socket (Linux reports
+        twice what was asked, for its bookkeeping); by default it is left.
+        """
+        sock = self.handle(socket.AF_INET)
+        default = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        tune_socket(FakeTCPTransport(sock))
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), default)
+        wanted = default // 4
+        tune_socket(FakeTCPTransport(sock), send_buffer=wanted)
+        self.assertIn(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), (wanted, wanted * 2)
+        )
 
     def test_tcp6(self) -> None:
         """And for IPv6."""

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "max-clients": limits.DEFAULT_MAX_CLIENTS,
     "max-per-ip": limits.DEFAULT_MAX_PER_IP,
     "idle-timeout": limits.DEFAULT_IDLE_TIMEOUT,
+    "socket-send-buffer": limits.DEFAULT_SOCKET_SEND_BUFFER,
     "announce-limit": DEFAULT_ANNOUNCE_LIMIT,
 }
 
@@ -69,6 +70,7 @@ class OptionsTests(SynchronousTestCase):
             "--max-per-ip=2",
             "--idle-timeout=60",
             "--announce-limit=40",
+            "--socket-send-buffer=8192",
         )
         self.assertEqual(
             dict(options),
@@ -84,6 +86,7 @@ class OptionsTests(SynchronousTestCase):
                 "max-per-ip": 2,
                 "idle-timeout": 60.0,
                 "announce-limit": 40,
+                "socket-send-buffer": 8192,
             },
         )
 
@@ -118,6 +121,7 @@ class OptionsTests(SynchronousTestCase):
             "--flood-rate=0",
             "--idle-timeout=0",
             "--announce-limit=0",
+            "--socket-send-buffer=0",
         )
         self.assertEqual(
             dict(options),
@@ -128,6 +132,7 @@ class OptionsTests(SynchronousTestCase):
                 "flood-rate": 0.0,
                 "idle-timeout": 0.0,
                 "announce-limit": 0,
+                "socket-send-buffer": 0,
             },
         )
 
@@ -145,6 +150,7 @@ class OptionsTests(SynchronousTestCase):
             "max-clients": at_least_zero,
             "max-per-ip": at_least_zero,
             "announce-limit": at_least_zero,
+            "socket-send-buffer": at_least_zero,
             "flood-rate": seconds,
             "idle-timeout": seconds,
         }
@@ -170,6 +176,7 @@ class OptionsTests(SynchronousTestCase):
             "--max-per-ip=2",
             "--idle-timeout=60",
             "--announce-limit=40",
+            "--socket-send-buffer=8192",
         )
         self.assertEqual(
             options.limits(),
@@ -182,6 +189,7 @@ class OptionsTests(SynchronousTestCase):
                 max_clients=10,
                 max_per_ip=2,
                 idle_timeout=60.0,
+                socket_send_buffer=8192,
             ),
         )
         self.assertEqual(parse().limits(), Limits())

@@ -40,8 +40,10 @@ class TokenBucket:
             until a token is available (nothing is spent then).
         """
         self._refill(now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        # Within rounding of a whole token counts as one: otherwise a timer
+        # set for the exact refill time could wake up 1e-15 s too early.
+        if self.tokens >= 1.0 - 1e-9:
+            self.tokens = max(self.tokens - 1.0, 0.0)
             return 0.0
         return (1.0 - self.tokens) / self.rate
 

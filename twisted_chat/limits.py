@@ -16,6 +16,7 @@ DEFAULT_MAX_SEND_QUEUE = 256 * 1024
 DEFAULT_MAX_CLIENTS = 5000
 DEFAULT_MAX_PER_IP = 50
 DEFAULT_IDLE_TIMEOUT = 0.0
+DEFAULT_SOCKET_SEND_BUFFER = 64 * 1024
 
 
 @frozen
@@ -36,6 +37,8 @@ class Limits:
         limit.  UNIX socket connections are not counted.
     @ivar idle_timeout: seconds without a line from a user before they are
         disconnected; C{0} turns it off.
+    @ivar socket_send_buffer: the kernel send buffer of each TCP connection,
+        in bytes; C{0} leaves the kernel's own sizing.
     """
 
     max_line_length: int = DEFAULT_MAX_LINE_LENGTH
@@ -46,6 +49,7 @@ class Limits:
     max_clients: int = DEFAULT_MAX_CLIENTS
     max_per_ip: int = DEFAULT_MAX_PER_IP
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    socket_send_buffer: int = DEFAULT_SOCKET_SEND_BUFFER
 
 
 @define

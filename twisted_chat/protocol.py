@@ -76,11 +76,15 @@ def peer_host(address: IAddress) -> str | None:
     return None
 
 
-def tune_socket(transport: ITransport) -> None:
+def tune_socket(transport: ITransport, send_buffer: int = 0) -> None:
     """
     Set C{TCP_NODELAY} (chat is many small lines: without it, Nagle's
     algorithm and delayed acknowledgements add up to 40 ms to a line) and
     C{SO_KEEPALIVE} on a TCP connection, including one under TLS.
+
+    @param send_buffer: if not 0, the socket's send buffer (C{SO_SNDBUF})
+        in bytes.  Left alone, Linux grows it to megabytes for a peer that
+        does not read, hiding that peer from the send queue limit.
     """
     current: object = transport
     for _ in range(8):
@@ -95,6 +99,8 @@ def tune_socket(transport: ITransport) -> None:
             ):
                 current.setTcpNoDelay(True)
                 current.setTcpKeepAlive(True)
+                if send_buffer:
+                    handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
             return
         inner = getattr(current, "transport", None)
         if inner is None or inner is current:
@@ -159,7 +165,7 @@ class ChatProtocol(LineReceiver):
         self.peer = describe_address(address)
         self.host = peer_host(address)
         factory.connection_made(self)
-        tune_socket(self.transport)
+        tune_socket(self.transport, limits.socket_send_buffer)
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         if limits.idle_timeout > 0:
             self._idle_call = factory.clock.callLater(

@@ -102,6 +102,9 @@ class Options(usage.Options):
         ["idle-timeout", None, defaults.DEFAULT_IDLE_TIMEOUT,
          "Disconnect users who send nothing for this many seconds (0: off).",
          _seconds],
+        ["socket-send-buffer", None, defaults.DEFAULT_SOCKET_SEND_BUFFER,
+         "Kernel send buffer of each TCP connection, in bytes (0: the "
+         "kernel's own sizing).", _count],
         ["announce-limit", None, DEFAULT_ANNOUNCE_LIMIT,
          "Rooms with more users than this do not announce joins, leaves and "
          "quits (0: always announce).", _count],
@@ -134,6 +137,7 @@ class Options(usage.Options):
             max_clients=self["max-clients"],
             max_per_ip=self["max-per-ip"],
             idle_timeout=self["idle-timeout"],
+            socket_send_buffer=self["socket-send-buffer"],
         )
 
 
