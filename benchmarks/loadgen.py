@@ -302,6 +302,7 @@ class LoadGen:
         probe = self.probe
         counts = self.counts
         received = 0
+        refused = 0
         for fd, event in events:
             index = fd_index.get(fd, -1)
             if event != _IN or index < 0 or probe[index]:
@@ -321,6 +322,8 @@ class LoadGen:
             found = data.count(MARK)
             counts[index] += found
             received += found
+            refused += data.count(b"!!! ")
+        self.errors_seen += refused
         if received:
             self.received += received
             self.last_payload = time.monotonic()
@@ -358,6 +361,7 @@ class LoadGen:
                     found = data.count(MARK)
                     self.counts[index] += found
                     self.received += found
+                    self.errors_seen += data.count(b"!!! ")
         if event & _OUT and self.outbuf[index]:
             self._flush(index)
 
@@ -425,10 +429,10 @@ class LoadGen:
 
     def prepare_payload(self, senders: int, clients: int, probes: int) -> None:
         """
-        Count payload lines on every client; parse them fully (order,
-        latency, refusals) on every sender and on C{probes} clients spread
-        over the joining order, always including the last client, which
-        observes the senders' windows.
+        Count payload lines and refusals (C{!!!} lines) on every client;
+        parse payload lines fully (order and latency) on C{probes} clients
+        spread over the joining order, always including the first and the
+        last client, which observes the senders' windows.
         """
         self.senders = senders
         self.next_seq = [0] * (senders * clients)
@@ -439,9 +443,6 @@ class LoadGen:
         probes = max(2, min(probes, clients))
         for k in range(probes):
             self.probe[round(k * (clients - 1) / (probes - 1))] = True
-        # Refusals ("!!! ...") go to the sender alone: parse every sender.
-        for k in range(senders):
-            self.probe[k] = True
         self.parse = True
 
 
