@@ -480,7 +480,7 @@ class LineLengthTests(SynchronousTestCase):
             self.alice.send(b"y" * 4096)
             # White-box: what the protocol keeps of the unfinished line.
             self.assertLessEqual(len(self.alice.protocol._buffer), 17)
-            self.assertEqual(len(self.alice.protocol._pending), 0)
+            self.assertIsNone(self.alice.protocol._pending)
         self.alice.send(b"\nafter\n")
         self.assertEqual(self.alice.take(), [self.error, "<alice> after"])
         self.assertEqual(self.bob.take(), ["<alice> after"])

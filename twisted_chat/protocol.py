@@ -11,7 +11,6 @@ idle timeout.  L{ChatFactory} enforces the connection limits.
 from __future__ import annotations
 
 import socket
-from collections import deque
 from typing import cast
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -135,31 +134,37 @@ class ChatProtocol(LineReceiver):
     peer = "?"
     host: str | None = None
 
+    # Per-connection state.  The defaults live on the class, so an idle
+    # connection's instance holds only what differs: with tens of thousands
+    # of connections, every attribute counts.
+    _buffer = b""  # the start of a line not yet complete
+    _discarding = False  # dropping the rest of an overlong line
+    _pending: list[bytes] | None = None  # lines flood control holds back
+    _out: list[bytes] | None = None  # queued output; None once closing
+    _out_bytes = 0
+    _queued = False  # in the factory's list of connections to flush
+    _congested = False  # the transport asked us to stop producing
+    _read_pauses = 0  # why reading is paused: _FLOOD | _BACKPRESSURE
+    _not_waited_for = False  # input no longer waits for this slow reader
+    _bucket: TokenBucket | None = None  # flood control, None when off
+    _delayed = 0  # lines delayed in the current flood episode
+    _last_line = 0.0
+    _grace_call: IDelayedCall | None = None
+    _flood_call: IDelayedCall | None = None
+    _idle_call: IDelayedCall | None = None
+    _close_call: IDelayedCall | None = None
+    _closed_waiters: list[Deferred[None]] | None = None
+
     def connectionMade(self) -> None:
         factory = self.factory
         limits = factory.limits
         self.MAX_LENGTH = limits.max_line_length
-        self._buffer = b""
-        self._discarding = False
-        self._pending: deque[bytes] = deque()
-        self._out: list[bytes] | None = []
-        self._out_bytes = 0
-        self._queued = False
-        self._congested = False
-        self._read_pauses = 0
-        self._not_waited_for = False
-        self._grace_call: IDelayedCall | None = None
-        self._bucket = (
-            TokenBucket(limits.flood_rate, limits.flood_burst, factory.clock.seconds())
-            if limits.flood_rate > 0
-            else None
-        )
-        self._delayed = 0
-        self._flood_call: IDelayedCall | None = None
-        self._idle_call: IDelayedCall | None = None
-        self._close_call: IDelayedCall | None = None
+        self._out = []
+        if limits.flood_rate > 0:
+            self._bucket = TokenBucket(
+                limits.flood_rate, limits.flood_burst, factory.clock.seconds()
+            )
         self._last_line = factory.clock.seconds()
-        self._closed_waiters: list[Deferred[None]] = []
 
         address = self.transport.getPeer()
         self.peer = describe_address(address)
@@ -179,7 +184,7 @@ class ChatProtocol(LineReceiver):
         factory = self.factory
         factory.connection_lost(self)
         self._out = None
-        self._pending.clear()
+        self._pending = None
         for call in (
             self._flood_call,
             self._idle_call,
@@ -188,7 +193,7 @@ class ChatProtocol(LineReceiver):
         ):
             if call is not None and call.active():
                 call.cancel()
-        waiters, self._closed_waiters = self._closed_waiters, []
+        waiters, self._closed_waiters = self._closed_waiters or [], None
         for waiter in waiters:
             waiter.callback(None)
         user, self.user = self.user, None
@@ -207,6 +212,8 @@ class ChatProtocol(LineReceiver):
         """A Deferred that fires once this connection is closed."""
         d: Deferred[None] = Deferred()
         if self in self.factory.connections:
+            if self._closed_waiters is None:
+                self._closed_waiters = []
             self._closed_waiters.append(d)
         else:
             d.callback(None)
@@ -236,17 +243,19 @@ class ChatProtocol(LineReceiver):
                 self._buffer = b""
                 self._discarding = True
                 chunks.append(_TOO_LONG)
-            self._pending.extend(chunks)
-            self._process()
+            if self._pending is not None:
+                # Flood control is holding lines back: these wait behind them.
+                self._pending.extend(chunks)
+            else:
+                self._process(chunks)
             if self.factory.waiting_for and self._out is not None:
                 # Someone's output is backed up: take no more input until it
                 # drains, rather than queueing output without end.
                 self._pause_reading(_BACKPRESSURE, True)
                 self.factory.held_readers.add(self)
 
-    def _process(self) -> None:
-        """Handle pending lines, as far as flood control allows."""
-        pending = self._pending
+    def _process(self, pending: list[bytes]) -> None:
+        """Handle lines, as far as flood control allows; keep the rest."""
         bucket = self._bucket
         now = self.factory.clock.seconds()
         if pending:
@@ -256,16 +265,15 @@ class ChatProtocol(LineReceiver):
             # episode, the delayed lines so far are forgiven.
             self._delayed = 0
         limit = self.MAX_LENGTH + 1
-        while pending:
+        for index, line in enumerate(pending):
             if self.user is None or self._out is None:
-                pending.clear()
                 return
             if bucket is not None:
                 wait = bucket.take(now)
                 if wait:
+                    self._pending = pending[index:]
                     self._throttle(wait)
                     return
-            line = pending.popleft()
             if line is _TOO_LONG or len(line) > limit:
                 self._line_too_long()
             else:
@@ -291,7 +299,8 @@ class ChatProtocol(LineReceiver):
                 peer=self.peer,
             )
         self._delayed += 1
-        if self._delayed + len(self._pending) - 1 > limits.flood_kick:
+        waiting = len(self._pending) if self._pending else 0
+        if self._delayed + waiting - 1 > limits.flood_kick:
             self._kick("excess flood", "You kept sending too fast.")
             return
         self._pause_reading(_FLOOD, True)
@@ -299,8 +308,9 @@ class ChatProtocol(LineReceiver):
 
     def _flood_resume(self) -> None:
         self._flood_call = None
+        pending, self._pending = self._pending, None
         with self.factory.batch():
-            self._process()
+            self._process(pending or [])
 
     def _pause_reading(self, why: int, pause: bool) -> None:
         """Pause or resume reading from the peer for one reason."""
