@@ -813,6 +813,7 @@ def main() -> None:
         default="off",
         help="twisted-chat's protective limits: off (set explicitly) or defaults",
     )
+    p.add_argument("--out", default=str(HERE / "results"), help="results folder")
     p.add_argument(
         "--window",
         type=int,
@@ -823,7 +824,9 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    RESULTS.mkdir(exist_ok=True)
+    global RESULTS
+    RESULTS = Path(args.out).resolve()
+    RESULTS.mkdir(parents=True, exist_ok=True)
     bench = Bench(args)
     servers = all_servers(args.limits)
     if args.servers:
