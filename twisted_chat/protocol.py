@@ -32,6 +32,7 @@ from zope.interface import implementer
 
 from twisted_chat import lines
 from twisted_chat.core import ChatServer, User
+from twisted_chat.fastwrite import can_write_now, write_now
 from twisted_chat.flood import TokenBucket
 from twisted_chat.interfaces import IChatClient
 from twisted_chat.limits import ConnectionCounter, Limits
@@ -417,7 +418,11 @@ class ChatProtocol(LineReceiver):
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             self._out_bytes = 0
-            self.transport.write(data)
+            transport = self.transport
+            if can_write_now(transport):
+                write_now(transport, data)  # type: ignore[arg-type]
+            else:
+                transport.write(data)
 
     def flush(self) -> None:
         """

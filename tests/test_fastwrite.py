@@ -1,0 +1,113 @@
+"""
+Tests for L{twisted_chat.fastwrite}: writing to a TCP connection at once.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet import tcp
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.task import deferLater
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tests.e2e import global_reactor
+from twisted_chat.fastwrite import can_write_now, write_now
+
+
+class _Accepted(ServerFactory):
+    """Fires C{accepted} with the server-side protocol of one connection."""
+
+    def __init__(self) -> None:
+        self.accepted: Deferred[Protocol] = Deferred()
+
+    def buildProtocol(self, addr: object) -> Protocol:
+        factory = self
+
+        class Accepted(Protocol):
+            def connectionMade(self) -> None:
+                factory.accepted.callback(self)
+
+        return Accepted()
+
+
+class CanWriteNowTests(SynchronousTestCase):
+    """Only plain TCP server connections take the direct path."""
+
+    def test_other_transports(self) -> None:
+        """Anything that is not exactly a tcp.Server is refused."""
+        self.assertFalse(can_write_now(StringTransport()))
+        self.assertFalse(can_write_now(object()))
+
+
+class WriteNowTests(TestCase):
+    """L{write_now} against a real loopback TCP connection."""
+
+    async def connect(self) -> tuple[tcp.Server, socket.socket]:
+        reactor = global_reactor()
+        factory = _Accepted()
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+        self.addCleanup(peer.close)
+        peer.settimeout(5)
+        protocol = await factory.accepted
+        transport = protocol.transport
+        assert isinstance(transport, tcp.Server)
+        self.addCleanup(transport.abortConnection)
+        return transport, peer
+
+    async def test_sends_at_once(self) -> None:
+        """
+        The bytes are on the wire before the reactor runs again, where
+        transport.write only buffers them.
+        """
+        transport, peer = await self.connect()
+        self.assertTrue(can_write_now(transport))
+        transport.write(b"buffered\n")
+        peer.setblocking(False)
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        # Let Twisted send what it buffered, then use the direct path.
+        await deferLater(global_reactor(), 0.01, lambda: None)
+        peer.settimeout(5)
+        self.assertEqual(peer.recv(100), b"buffered\n")
+        write_now(transport, b"direct\n")
+        peer.setblocking(False)
+        self.assertEqual(peer.recv(100), b"direct\n")
+
+    async def test_order_kept_behind_buffer(self) -> None:
+        """
+        With data already buffered, write_now queues behind it instead of
+        overtaking it.
+        """
+        transport, peer = await self.connect()
+        transport.write(b"first\n")
+        write_now(transport, b"second\n")
+        await deferLater(global_reactor(), 0.01, lambda: None)
+        received = b""
+        while len(received) < len(b"first\nsecond\n"):
+            received += peer.recv(100)
+        self.assertEqual(received, b"first\nsecond\n")
+
+    async def test_remainder_buffered(self) -> None:
+        """
+        What the socket does not take is left to Twisted, in order, and all
+        of it arrives.
+        """
+        transport, peer = await self.connect()
+        transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        data = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes
+        write_now(transport, data)
+        self.assertGreater(transport._tempDataLen, 0)
+        received = bytearray()
+        peer.setblocking(False)
+        for _ in range(2000):
+            try:
+                received += peer.recv(1 << 16)
+            except BlockingIOError:
+                await deferLater(global_reactor(), 0.001, lambda: None)
+            if len(received) == len(data):
+                break
+        self.assertEqual(bytes(received), data)
