@@ -14,6 +14,7 @@ results.md and fanout.png.  See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -607,6 +608,14 @@ def targets(summary: dict[str, Any], quick: bool) -> list[str]:
     return rows
 
 
+def source_fingerprint() -> str:
+    """A digest of twisted-chat's source, to notice it changing mid-run."""
+    digest = hashlib.sha256()
+    for path in sorted((HERE.parent / "twisted_chat").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def environment(bench: Bench) -> dict[str, Any]:
     def version(argv: list[str]) -> str:
         try:
@@ -642,6 +651,7 @@ def environment(bench: Bench) -> dict[str, Any]:
         "server_core": bench.server_core,
         "loadgen_core": bench.loadgen_core,
         "ncat": version(["ncat", "--version"]) if shutil.which("ncat") else None,
+        "source_fingerprint": source_fingerprint(),
         "git_commit": version(
             ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"]
         ),
@@ -711,6 +721,7 @@ def report(
         f"load generator on core {env['loadgen_core']}; "
         f"RLIMIT_NOFILE {env['nofile_hard_limit']}.",
         "",
+        *([f"**WARNING: {env['warning']}**", ""] if env.get("warning") else []),
         "## Servers and the limits set on them",
         "",
     ]
@@ -903,6 +914,11 @@ def main() -> None:
                 profile["summary"] = str(RESULTS / "profile.md")
 
     summary = summarize(bench.runs, servers, plan)
+    if source_fingerprint() != env["source_fingerprint"]:
+        env["warning"] = (
+            "twisted_chat/*.py changed during the run: its numbers mix versions"
+        )
+        print("WARNING:", env["warning"])
     (RESULTS / "results.json").write_text(
         json.dumps(
             {
