@@ -101,7 +101,7 @@ def scenarios(quick: bool, repeat: int | None) -> list[Scenario]:
                 "idle",
                 "idle connections",
                 "idle",
-                steps=(0, 500, 2000),
+                steps=(0, 500, 1000),
                 repeat=1,
                 timeout=60,
             ),
