@@ -9,12 +9,15 @@ import socket
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, ServerFactory
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.e2e import global_reactor
+from twisted_chat.core import ChatServer
 from twisted_chat.fastwrite import can_write_now, write_now
+from twisted_chat.limits import Limits
+from twisted_chat.protocol import ChatFactory
 
 
 class _Accepted(ServerFactory):
@@ -111,3 +114,62 @@ class WriteNowTests(TestCase):
             if len(received) == len(data):
                 break
         self.assertEqual(bytes(received), data)
+
+
+class TurnTests(SynchronousTestCase):
+    """The factory counts reactor turns in which something was written."""
+
+    def test_one_new_turn_per_round(self) -> None:
+        """
+        However many direct writes a turn has, one callLater(0) starts the
+        next turn.
+        """
+        clock = Clock()
+        factory = ChatFactory(ChatServer(), clock=clock)
+        factory.wrote_directly()
+        factory.wrote_directly()
+        self.assertEqual((factory.turn, len(clock.getDelayedCalls())), (0, 1))
+        clock.advance(0)
+        self.assertEqual((factory.turn, clock.getDelayedCalls()), (1, []))
+
+
+class OneDirectWritePerTurnTests(TestCase):
+    """A connection writes directly at most once per reactor turn."""
+
+    async def test_second_write_waits_for_next_turn(self) -> None:
+        """
+        The first flush of a turn is on the wire at once; a second one in the
+        same turn is left to Twisted and arrives, in order, a turn later.
+        """
+        reactor = global_reactor()
+        factory = ChatFactory(ChatServer(), Limits(flood_rate=0), clock=reactor)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+        self.addCleanup(peer.close)
+        for _ in range(200):
+            if factory.connections:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        [protocol] = factory.connections
+        transport = protocol.transport
+        assert isinstance(transport, tcp.Server)
+        self.addCleanup(transport.abortConnection)
+        peer.settimeout(5)
+        greeting = b""
+        while b"Users in" not in greeting or not greeting.endswith(b"\n"):
+            greeting += peer.recv(4096)
+        await deferLater(reactor, 0, lambda: None)  # a new turn
+        peer.setblocking(False)
+        protocol.send(b"one\n")
+        self.assertEqual(peer.recv(100), b"one\n")
+        protocol.send(b"two\n")
+        self.assertRaises(BlockingIOError, peer.recv, 100)
+        # Let the reactor run until Twisted has sent it (bounded).
+        for _ in range(1000):
+            try:
+                self.assertEqual(peer.recv(100), b"two\n")
+                return
+            except BlockingIOError:
+                await deferLater(reactor, 0.001, lambda: None)
+        self.fail("the second write never arrived")

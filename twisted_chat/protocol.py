@@ -155,6 +155,7 @@ class ChatProtocol(LineReceiver):
     _idle_call: IDelayedCall | None = None
     _close_call: IDelayedCall | None = None
     _closed_waiters: list[Deferred[None]] | None = None
+    _direct_turn = -1  # the factory's turn of our last direct write
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -179,7 +180,10 @@ class ChatProtocol(LineReceiver):
             )
         with factory.batch():
             self.user = factory.chat.connect(self)
-        self.log.info("{peer} connected as {nick}", peer=self.peer, nick=self.user.nick)
+            # Logged before the batch ends and the greeting is written.
+            self.log.info(
+                "{peer} connected as {nick}", peer=self.peer, nick=self.user.nick
+            )
 
     def connectionLost(self, reason: Failure = _CLOSED) -> None:
         factory = self.factory
@@ -419,7 +423,13 @@ class ChatProtocol(LineReceiver):
             out.clear()
             self._out_bytes = 0
             transport = self.transport
-            if can_write_now(transport):
+            factory = self.factory
+            if self._direct_turn != factory.turn and can_write_now(transport):
+                # The first write of a reactor turn goes out at once; later
+                # ones in the same turn (a storm of joins, say) are left to
+                # Twisted, which sends them together on the next turn.
+                self._direct_turn = factory.turn
+                factory.wrote_directly()
                 write_now(transport, data)  # type: ignore[arg-type]
             else:
                 transport.write(data)
@@ -555,6 +565,9 @@ class ChatFactory(ServerFactory):
         )
         self.dirty: list[ChatProtocol] = []
         self.depth = 0
+        # Counts reactor turns in which something was written directly.
+        self.turn = 0
+        self._next_turn: IDelayedCall | None = None
         self._batch = _Batch(self)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
@@ -592,6 +605,19 @@ class ChatFactory(ServerFactory):
             self.counter.remove(protocol.host)
             if protocol in self.dirty:
                 self.dirty.remove(protocol)
+
+    def wrote_directly(self) -> None:
+        """
+        A connection wrote directly in this turn: start a new turn once the
+        reactor has handled this round of events (a C{callLater(0)} runs
+        after the current poll's events and before the next poll).
+        """
+        if self._next_turn is None:
+            self._next_turn = self.clock.callLater(0, self._new_turn)
+
+    def _new_turn(self) -> None:
+        self._next_turn = None
+        self.turn += 1
 
     def batch(self) -> _Batch:
         """
