@@ -17,7 +17,7 @@ from tests.e2e import global_reactor
 from twisted_chat.core import ChatServer
 from twisted_chat.fastwrite import can_write_now, write_now
 from twisted_chat.limits import Limits
-from twisted_chat.protocol import ChatFactory
+from twisted_chat.protocol import ChatFactory, ChatProtocol
 
 
 class _Accepted(ServerFactory):
@@ -76,7 +76,7 @@ class WriteNowTests(TestCase):
         await deferLater(global_reactor(), 0.01, lambda: None)
         peer.settimeout(5)
         self.assertEqual(peer.recv(100), b"buffered\n")
-        write_now(transport, b"direct\n")
+        write_now(transport, [b"direct\n"])
         peer.setblocking(False)
         self.assertEqual(peer.recv(100), b"direct\n")
 
@@ -87,7 +87,7 @@ class WriteNowTests(TestCase):
         """
         transport, peer = await self.connect()
         transport.write(b"first\n")
-        write_now(transport, b"second\n")
+        write_now(transport, [b"second\n"])
         await deferLater(global_reactor(), 0.01, lambda: None)
         received = b""
         while len(received) < len(b"first\nsecond\n"):
@@ -101,8 +101,9 @@ class WriteNowTests(TestCase):
         """
         transport, peer = await self.connect()
         transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        data = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes
-        write_now(transport, data)
+        chunks = [bytes(range(256)) * 1024, b"middle", bytes(range(256)) * 2048]
+        data = b"".join(chunks)  # 768 KiB: more than the socket takes
+        write_now(transport, chunks)
         self.assertGreater(transport._tempDataLen, 0)
         received = bytearray()
         peer.setblocking(False)
@@ -116,30 +117,13 @@ class WriteNowTests(TestCase):
         self.assertEqual(bytes(received), data)
 
 
-class TurnTests(SynchronousTestCase):
-    """The factory counts reactor turns in which something was written."""
+class EndOfTurnTests(TestCase):
+    """A plain TCP connection is written once, at the end of the turn."""
 
-    def test_one_new_turn_per_round(self) -> None:
+    async def test_one_send_per_turn(self) -> None:
         """
-        However many direct writes a turn has, one callLater(0) starts the
-        next turn.
-        """
-        clock = Clock()
-        factory = ChatFactory(ChatServer(), clock=clock)
-        factory.wrote_directly()
-        factory.wrote_directly()
-        self.assertEqual((factory.turn, len(clock.getDelayedCalls())), (0, 1))
-        clock.advance(0)
-        self.assertEqual((factory.turn, clock.getDelayedCalls()), (1, []))
-
-
-class OneDirectWritePerTurnTests(TestCase):
-    """A connection writes directly at most once per reactor turn."""
-
-    async def test_second_write_waits_for_next_turn(self) -> None:
-        """
-        The first flush of a turn is on the wire at once; a second one in the
-        same turn is left to Twisted and arrives, in order, a turn later.
+        Output queued by several events of one turn is not written when each
+        event ends, but all together once the turn is over, in order.
         """
         reactor = global_reactor()
         factory = ChatFactory(ChatServer(), Limits(flood_rate=0), clock=reactor)
@@ -147,29 +131,31 @@ class OneDirectWritePerTurnTests(TestCase):
         self.addCleanup(port.stopListening)
         peer = socket.create_connection(("127.0.0.1", port.getHost().port))
         self.addCleanup(peer.close)
-        for _ in range(200):
-            if factory.connections:
+        peer.setblocking(False)
+        received = b""
+        for _ in range(1000):
+            try:
+                received += peer.recv(4096)
+            except BlockingIOError:
+                await deferLater(reactor, 0.001, lambda: None)
+            if b"Users in" in received and received.endswith(b"\n"):
                 break
-            await deferLater(reactor, 0.01, lambda: None)
         [protocol] = factory.connections
         transport = protocol.transport
         assert isinstance(transport, tcp.Server)
         self.addCleanup(transport.abortConnection)
-        peer.settimeout(5)
-        greeting = b""
-        while b"Users in" not in greeting or not greeting.endswith(b"\n"):
-            greeting += peer.recv(4096)
-        await deferLater(reactor, 0, lambda: None)  # a new turn
-        peer.setblocking(False)
-        protocol.send(b"one\n")
-        self.assertEqual(peer.recv(100), b"one\n")
-        protocol.send(b"two\n")
+        for line in (b"one\n", b"two\n", b"three\n"):
+            with factory.batch():
+                protocol.send(line)
         self.assertRaises(BlockingIOError, peer.recv, 100)
-        # Let the reactor run until Twisted has sent it (bounded).
-        for _ in range(1000):
-            try:
-                self.assertEqual(peer.recv(100), b"two\n")
-                return
-            except BlockingIOError:
-                await deferLater(reactor, 0.001, lambda: None)
-        self.fail("the second write never arrived")
+        await deferLater(reactor, 0, lambda: None)
+        self.assertEqual(peer.recv(100), b"one\ntwo\nthree\n")
+
+    def test_scheduled_once(self) -> None:
+        """However many connections wait, one callLater(0) ends the turn."""
+        clock = Clock()
+        factory = ChatFactory(ChatServer(), clock=clock)
+        first, second = ChatProtocol(), ChatProtocol()
+        factory.write_at_end_of_turn(first)
+        factory.write_at_end_of_turn(second)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)

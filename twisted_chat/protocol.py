@@ -155,7 +155,8 @@ class ChatProtocol(LineReceiver):
     _idle_call: IDelayedCall | None = None
     _close_call: IDelayedCall | None = None
     _closed_waiters: list[Deferred[None]] | None = None
-    _direct_turn = -1  # the factory's turn of our last direct write
+    _direct = False  # a plain TCP socket: written at the end of the turn
+    _turn_queued = False  # in the factory's list for the end of the turn
 
     def connectionMade(self) -> None:
         factory = self.factory
@@ -173,6 +174,8 @@ class ChatProtocol(LineReceiver):
         self.host = peer_host(address)
         factory.connection_made(self)
         tune_socket(self.transport, limits.socket_send_buffer)
+        if can_write_now(self.transport):
+            self._direct = True
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         if limits.idle_timeout > 0:
             self._idle_call = factory.clock.callLater(
@@ -419,28 +422,32 @@ class ChatProtocol(LineReceiver):
         self._queued = False
         out = self._out
         if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
             self._out_bytes = 0
             transport = self.transport
-            factory = self.factory
-            if self._direct_turn != factory.turn and can_write_now(transport):
-                # The first write of a reactor turn goes out at once; later
-                # ones in the same turn (a storm of joins, say) are left to
-                # Twisted, which sends them together on the next turn.
-                self._direct_turn = factory.turn
-                factory.wrote_directly()
-                write_now(transport, data)  # type: ignore[arg-type]
+            if self._direct:
+                write_now(transport, out)  # type: ignore[arg-type]
             else:
-                transport.write(data)
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def flush(self) -> None:
         """
         Called by the factory at the end of an event: write the queue, unless
         the peer is not reading, in which case check the queue's size.
+
+        A plain TCP connection is written once at the end of the reactor
+        turn instead, so that every event of the turn (several senders'
+        lines, a storm of joins) costs it one C{send}.  Other transports
+        buffer their writes until the next turn themselves.
         """
         if not self._congested:
-            self._write_queue()
+            if self._direct:
+                self._queued = False
+                if not self._turn_queued:
+                    self._turn_queued = True
+                    self.factory.write_at_end_of_turn(self)
+            else:
+                self._write_queue()
             return
         self._queued = False
         if self._out_bytes > self.factory.limits.max_send_queue and self.user:
@@ -455,6 +462,12 @@ class ChatProtocol(LineReceiver):
             self._out = None
             self.factory.chat.disconnect(user, "send queue exceeded")
             self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def end_of_turn(self) -> None:
+        """The reactor turn is over: write what this turn queued."""
+        self._turn_queued = False
+        if self._out is not None and not self._congested:
+            self._write_queue()
 
     # IPushProducer: the transport tells us when the peer stops reading.
 
@@ -565,9 +578,9 @@ class ChatFactory(ServerFactory):
         )
         self.dirty: list[ChatProtocol] = []
         self.depth = 0
-        # Counts reactor turns in which something was written directly.
-        self.turn = 0
-        self._next_turn: IDelayedCall | None = None
+        # Plain TCP connections to write at the end of the reactor turn.
+        self._end_of_turn: list[ChatProtocol] = []
+        self._turn_call: IDelayedCall | None = None
         self._batch = _Batch(self)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
@@ -606,18 +619,21 @@ class ChatFactory(ServerFactory):
             if protocol in self.dirty:
                 self.dirty.remove(protocol)
 
-    def wrote_directly(self) -> None:
+    def write_at_end_of_turn(self, protocol: ChatProtocol) -> None:
         """
-        A connection wrote directly in this turn: start a new turn once the
-        reactor has handled this round of events (a C{callLater(0)} runs
-        after the current poll's events and before the next poll).
+        Write C{protocol}'s queue once the reactor has handled this round of
+        events: a C{callLater(0)} runs after the events of the current poll
+        and before the next poll.
         """
-        if self._next_turn is None:
-            self._next_turn = self.clock.callLater(0, self._new_turn)
+        self._end_of_turn.append(protocol)
+        if self._turn_call is None:
+            self._turn_call = self.clock.callLater(0, self._turn_ended)
 
-    def _new_turn(self) -> None:
-        self._next_turn = None
-        self.turn += 1
+    def _turn_ended(self) -> None:
+        self._turn_call = None
+        protocols, self._end_of_turn = self._end_of_turn, []
+        for protocol in protocols:
+            protocol.end_of_turn()
 
     def batch(self) -> _Batch:
         """
