@@ -155,6 +155,7 @@ class ChatProtocol(LineReceiver):
     _idle_call: IDelayedCall | None = None
     _close_call: IDelayedCall | None = None
     _closed_waiters: list[Deferred[None]] | None = None
+    _counted = 0  # bytes of our queue in the factory's backlog
     _direct = False  # a plain TCP socket: written at the end of the turn
     _turn_queued = False  # in the factory's list for the end of the turn
 
@@ -256,11 +257,12 @@ class ChatProtocol(LineReceiver):
                 self._pending.extend(chunks)
             else:
                 self._process(chunks)
-            if self.factory.waiting_for and self._out is not None:
-                # Someone's output is backed up: take no more input until it
-                # drains, rather than queueing output without end.
-                self._pause_reading(_BACKPRESSURE, True)
-                self.factory.held_readers.add(self)
+        # After the batch, when what these lines produced has been queued.
+        if self.factory.holding() and self._out is not None:
+            # Output is backed up: take no more input until it drains,
+            # rather than queueing output without end.
+            self._pause_reading(_BACKPRESSURE, True)
+            self.factory.held_readers.add(self)
 
     def _process(self, pending: list[bytes]) -> None:
         """Handle lines, as far as flood control allows; keep the rest."""
@@ -395,6 +397,9 @@ class ChatProtocol(LineReceiver):
             return
         out.append(data)
         self._out_bytes += len(data)
+        if self._congested:
+            self._counted += len(data)
+            self.factory.backlog += len(data)
         if not self._queued:
             self._queued = True
             factory = self.factory
@@ -460,6 +465,7 @@ class ChatProtocol(LineReceiver):
                 size=self._out_bytes,
             )
             self._out = None
+            self._uncount()
             self.factory.chat.disconnect(user, "send queue exceeded")
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -473,6 +479,9 @@ class ChatProtocol(LineReceiver):
 
     def pauseProducing(self) -> None:
         self._congested = True
+        self._uncount()
+        self._counted = self._out_bytes
+        self.factory.backlog += self._counted
         if (
             not self._not_waited_for
             and self._out is not None
@@ -487,6 +496,7 @@ class ChatProtocol(LineReceiver):
         self._congested = False
         self._not_waited_for = False
         self._cancel_grace()
+        self._uncount()
         self.factory.stop_waiting(self)
         if self._out is not None:
             self._write_queue()
@@ -494,7 +504,14 @@ class ChatProtocol(LineReceiver):
     def stopProducing(self) -> None:
         self._congested = False
         self._cancel_grace()
+        self._uncount()
         self.factory.stop_waiting(self)
+
+    def _uncount(self) -> None:
+        """Take this connection's queue out of the factory's backlog."""
+        if self._counted:
+            self.factory.backlog -= self._counted
+            self._counted = 0
 
     def _cancel_grace(self) -> None:
         if self._grace_call is not None and self._grace_call.active():
@@ -573,6 +590,11 @@ class ChatFactory(ServerFactory):
         # reading is paused until they drain.
         self.waiting_for: set[ChatProtocol] = set()
         self.held_readers: set[ChatProtocol] = set()
+        # Bytes queued for congested peers, and how many make input wait.
+        # Twice the send queue limit: one slow reader alone, dropped at the
+        # limit, never holds anyone up; a burst that backs up many does.
+        self.backlog = 0
+        self.hold_threshold = 2 * self.limits.max_send_queue
         self.counter = ConnectionCounter(
             self.limits.max_clients, self.limits.max_per_ip
         )
@@ -599,19 +621,27 @@ class ChatFactory(ServerFactory):
         self.connections.add(protocol)
         self.counter.add(protocol.host)
 
+    def holding(self) -> bool:
+        """
+        Whether input should wait: peers that input still waits for are
+        backed up, by more than the threshold in all.
+        """
+        return bool(self.waiting_for) and self.backlog > self.hold_threshold
+
     def stop_waiting(self, protocol: ChatProtocol) -> None:
         """
         C{protocol}'s output drained (or we gave up on it, or it is gone): if
-        nobody else is backed up, resume reading from everyone held.
+        input need not wait any more, resume reading from everyone held.
         """
         self.waiting_for.discard(protocol)
-        if not self.waiting_for and self.held_readers:
+        if self.held_readers and not self.holding():
             held, self.held_readers = self.held_readers, set()
             for reader in held:
                 reader._pause_reading(_BACKPRESSURE, False)
 
     def connection_lost(self, protocol: ChatProtocol) -> None:
         self.held_readers.discard(protocol)
+        protocol._uncount()
         self.stop_waiting(protocol)
         if protocol in self.connections:
             self.connections.remove(protocol)
