@@ -1,8 +1,8 @@
 """
-Tests for input backpressure: when the output queued for peers that stopped
-reading passes a threshold, the server stops reading input until it drains,
-waiting at most SLOW_READER_GRACE for any one peer; one slow reader alone
-never holds anyone up.
+Tests for input backpressure: while more than one peer has stopped reading
+(or one has, past a threshold), the server stops reading input until they
+drain, waiting at most SLOW_READER_GRACE for any one peer; one slow reader
+alone never holds anyone up.
 """
 
 from __future__ import annotations
@@ -46,23 +46,35 @@ class BackpressureTests(SynchronousTestCase):
 
     def test_backed_up_room_holds_input(self) -> None:
         """
-        When several peers are backed up by more than the threshold in all,
-        the sender's reading is paused; it resumes once enough has drained
-        to bring the backlog under the threshold, and nothing is lost.
+        While more than one peer is backed up, the sender's reading is
+        paused; it resumes when only one is left, backed up by less than the
+        threshold, and nothing is lost.
         """
         for reader in self.readers:
             reader.stop_reading()
-        self.alice.type(LINE, LINE, LINE, LINE)
+        self.alice.type(LINE)
         self.assertTrue(self.alice.reading_paused)
+        self.alice.type(LINE, LINE, LINE)
         self.assertEqual(self.server.factory.backlog, 3 * 4 * SIZE)
         self.readers[0].start_reading()
         self.assertEqual(self.server.factory.backlog, 2 * 4 * SIZE)
-        self.assertFalse(self.alice.reading_paused)
+        self.assertTrue(self.alice.reading_paused)
         self.readers[1].start_reading()
+        self.assertFalse(self.alice.reading_paused)
         self.readers[2].start_reading()
         self.assertEqual(self.server.factory.backlog, 0)
         for reader in self.readers:
             self.assertEqual(reader.take(), [f"<alice> {LINE}"] * 4)
+
+    def test_one_peer_past_threshold(self) -> None:
+        """One backed-up peer holds input once its queue passes the threshold."""
+        self.server.factory.hold_threshold = 300
+        slow = self.readers[0]
+        slow.stop_reading()
+        self.alice.type(LINE, LINE)
+        self.assertFalse(self.alice.reading_paused)
+        self.alice.type(LINE)
+        self.assertTrue(self.alice.reading_paused)
 
     def test_gives_up_after_grace(self) -> None:
         """

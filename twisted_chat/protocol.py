@@ -590,9 +590,9 @@ class ChatFactory(ServerFactory):
         # reading is paused until they drain.
         self.waiting_for: set[ChatProtocol] = set()
         self.held_readers: set[ChatProtocol] = set()
-        # Bytes queued for congested peers, and how many make input wait.
-        # Twice the send queue limit: one slow reader alone, dropped at the
-        # limit, never holds anyone up; a burst that backs up many does.
+        # Bytes queued for congested peers, and how many make input wait
+        # for a single one of them: twice the send queue limit, so one slow
+        # reader alone, dropped at the limit, never holds anyone up.
         self.backlog = 0
         self.hold_threshold = 2 * self.limits.max_send_queue
         self.counter = ConnectionCounter(
@@ -623,10 +623,14 @@ class ChatFactory(ServerFactory):
 
     def holding(self) -> bool:
         """
-        Whether input should wait: peers that input still waits for are
-        backed up, by more than the threshold in all.
+        Whether input should wait: more than one peer that input still waits
+        for is backed up (the server is producing faster than the network
+        takes it), or one is, by more than the threshold.  One slow reader
+        alone is its own problem: it is dropped at its send queue limit
+        without holding anyone up.
         """
-        return bool(self.waiting_for) and self.backlog > self.hold_threshold
+        waiting = len(self.waiting_for)
+        return waiting > 1 or (waiting == 1 and self.backlog > self.hold_threshold)
 
     def stop_waiting(self, protocol: ChatProtocol) -> None:
         """
