@@ -523,7 +523,9 @@ class ChatProtocol(LineReceiver):
         self._grace_call = None
         self._not_waited_for = True
         self.log.info(
-            "{peer} is not reading; no longer holding input for it", peer=self.peer
+            "{peer} has stopped reading; its output queues up to the send "
+            "queue limit, and input does not wait for it",
+            peer=self.peer,
         )
         self.factory.stop_waiting(self)
 
