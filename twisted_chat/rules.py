@@ -39,20 +39,25 @@ def name_key(name: str) -> str:
     return name.lower()
 
 
+def _name_error(kind: str, name: str, longest: int, suffix: str = "") -> str | None:
+    """Why C{name} cannot be a C{kind} (nickname, room name), or L{None}."""
+    if not name:
+        return f"A {kind} cannot be empty."
+    if len(name) > longest:
+        return f"A {kind} can have at most {longest} characters."
+    if not _NAME.match(name):
+        return (
+            f"A {kind} must start with a letter and contain only letters, "
+            f"digits, '_' and '-' (ASCII){suffix}."
+        )
+    return None
+
+
 def nick_error(nick: str) -> str | None:
     """
     Why C{nick} cannot be a nickname, or L{None} if it can.
     """
-    if not nick:
-        return "A nickname cannot be empty."
-    if len(nick) > NICK_MAX:
-        return f"A nickname can have at most {NICK_MAX} characters."
-    if not _NAME.match(nick):
-        return (
-            "A nickname must start with a letter and contain only letters, "
-            "digits, '_' and '-' (ASCII)."
-        )
-    return None
+    return _name_error("nickname", nick, NICK_MAX)
 
 
 def normalize_room(room: str) -> str:
@@ -67,16 +72,7 @@ def room_error(room: str) -> str | None:
     Why C{room} (without its C{#}) cannot be a room name, or L{None} if it
     can.
     """
-    if not room:
-        return "A room name cannot be empty."
-    if len(room) > ROOM_MAX:
-        return f"A room name can have at most {ROOM_MAX} characters."
-    if not _NAME.match(room):
-        return (
-            "A room name must start with a letter and contain only letters, "
-            "digits, '_' and '-' (ASCII), optionally after a '#'."
-        )
-    return None
+    return _name_error("room name", room, ROOM_MAX, ", optionally after a '#'")
 
 
 def has_forbidden_characters(text: str) -> bool:
