@@ -335,6 +335,12 @@ class TerminalSafeTests(SynchronousTestCase):
             "a\ufffd[31mb\ufffdc\ufffdd\ufffde\ufffdf\ufffd2Jg\ufffdh",
         )
 
+    def test_bidi_and_separators(self) -> None:
+        """Bidirectional overrides and line separators are replaced too."""
+        self.assertEqual(
+            terminal_safe("a\u202eb\u2066c\u2028d"), "a\ufffdb\ufffdc\ufffdd"
+        )
+
     def test_kept(self) -> None:
         """Tabs and printable Unicode are left alone."""
         text = "<bob>\tcafé ☕ 日本 \u00a0end"

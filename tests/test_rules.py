@@ -19,6 +19,7 @@ from twisted_chat.rules import (
     name_key,
     nick_error,
     normalize_room,
+    replace_forbidden_characters,
     room_error,
 )
 
@@ -249,6 +250,18 @@ class ForbiddenCharacterTests(SynchronousTestCase):
     def test_printable_allowed(self, text: str) -> None:
         """Any text made of printable characters and tabs is allowed."""
         self.assertFalse(has_forbidden_characters(text))
+
+    @given(st.text(st.one_of(st.characters(), st.sampled_from(FORBIDDEN))))
+    @property_settings
+    def test_replaced(self, text: str) -> None:
+        """
+        Replacing leaves no forbidden character and changes exactly the
+        forbidden ones, one for one.
+        """
+        replaced = replace_forbidden_characters(text, "?")
+        expected = "".join("?" if char in FORBIDDEN else char for char in text)
+        self.assertEqual(replaced, expected)
+        self.assertFalse(has_forbidden_characters(replaced))
 
     @given(st.text(st.one_of(st.characters(), st.sampled_from(FORBIDDEN))))
     @property_settings

@@ -7,7 +7,6 @@ the terminal side also makes sure nothing it prints can act on a terminal.
 
 from __future__ import annotations
 
-import re
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -19,25 +18,22 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat.protocol import tune_socket
+from twisted_chat.rules import replace_forbidden_characters
 
 # Longest line accepted from the server, or from standard input, in bytes.
 MAX_LINE = 1 << 20
 
 _CLOSED = Failure(ConnectionDone())
 
-# C0 controls except TAB, DEL and C1 controls: what a terminal would act on
-# (ESC starts every ANSI escape sequence, and 0x9B is a one-byte CSI).
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
 
 def terminal_safe(text: str) -> str:
     """
-    C{text} with every C0 control character other than tab, DEL and every C1
-    control character replaced by U+FFFD, so that a hostile server cannot
-    move the cursor, retitle the window or hide text.  The server already
-    refuses such characters in user text; this is defence in depth.
+    C{text} with every character that could act on a terminal (the ones the
+    server refuses in user text: C0 controls but tab, DEL, C1 controls,
+    bidirectional overrides, line separators) replaced by U+FFFD, so that a
+    hostile server cannot move the cursor, retitle the window or hide text.
     """
-    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
+    return replace_forbidden_characters(text)
 
 
 class ServerEvents(TypingProtocol):

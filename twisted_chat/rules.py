@@ -75,6 +75,14 @@ def room_error(room: str) -> str | None:
     return _name_error("room name", room, ROOM_MAX, ", optionally after a '#'")
 
 
+def replace_forbidden_characters(text: str, replacement: str = "\ufffd") -> str:
+    """
+    C{text} with every forbidden character (see the module docstring)
+    replaced, for showing text from a source that may not follow the rules.
+    """
+    return _FORBIDDEN.sub(replacement, text)
+
+
 def has_forbidden_characters(text: str) -> bool:
     """
     Whether C{text} contains a character that could act on a terminal instead
