@@ -576,7 +576,9 @@ class QuitTests(ChatTestCase):
         self.assertEqual(alice.lines, [])
         self.assertEqual(alice.disconnects, [])
         self.assertEqual(list(self.chat.users), ["bob"])
-        self.assertEqual(self.chat.rooms["lobby"].nicks(), ["bob"])
+        self.assertEqual(
+            [user.nick for user in self.chat.room_members("lobby")], ["bob"]
+        )
 
     def test_disconnect_idempotent(self) -> None:
         """Disconnecting twice announces once."""

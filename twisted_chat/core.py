@@ -57,13 +57,11 @@ class Room:
 
     name: str
     members: dict[str, User] = field(factory=dict)
+    # Computed once: every message to the room looks it up.
+    key: str = field(init=False)
 
-    @property
-    def key(self) -> str:
-        return name_key(self.name)
-
-    def nicks(self) -> list[str]:
-        return [member.nick for member in self.members.values()]
+    def __attrs_post_init__(self) -> None:
+        self.key = name_key(self.name)
 
 
 @define(eq=False)

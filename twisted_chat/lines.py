@@ -34,6 +34,8 @@ def encode(*lines: str) -> bytes:
     """
     The wire form of one or more lines: UTF-8, each ended by C{\\n}.
     """
+    if len(lines) == 1:  # the usual case, once per message
+        return (lines[0] + "\n").encode("utf-8")
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
