@@ -274,7 +274,6 @@ class ChatProtocol(LineReceiver):
             # Quiet long enough for the whole burst to come back: a new
             # episode, the delayed lines so far are forgiven.
             self._delayed = 0
-        limit = self.MAX_LENGTH + 1
         for index, line in enumerate(pending):
             if self.user is None or self._out is None:
                 return
@@ -284,9 +283,10 @@ class ChatProtocol(LineReceiver):
                     self._pending = pending[index:]
                     self._throttle(wait)
                     return
-            if line is _TOO_LONG or len(line) > limit:
+            if line is _TOO_LONG:
                 self._line_too_long()
             else:
+                # lineReceived checks the length, after dropping any \r.
                 self.lineReceived(line)
         self._pause_reading(_FLOOD, False)
 
