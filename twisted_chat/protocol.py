@@ -155,7 +155,6 @@ class ChatProtocol(LineReceiver):
     _idle_call: IDelayedCall | None = None
     _close_call: IDelayedCall | None = None
     _closed_waiters: list[Deferred[None]] | None = None
-    _counted = 0  # bytes of our queue in the factory's backlog
     _direct = False  # a plain TCP socket: written at the end of the turn
     _turn_queued = False  # in the factory's list for the end of the turn
 
@@ -398,7 +397,6 @@ class ChatProtocol(LineReceiver):
         out.append(data)
         self._out_bytes += len(data)
         if self._congested:
-            self._counted += len(data)
             self.factory.backlog += len(data)
         if not self._queued:
             self._queued = True
@@ -410,7 +408,7 @@ class ChatProtocol(LineReceiver):
     def disconnect(self, reason: str) -> None:
         if self._out is None:
             return
-        self._congested = False
+        self._uncongest()
         self._write_queue()
         self._out = None
         # Under TLS, a registered producer postpones the close.
@@ -464,8 +462,8 @@ class ChatProtocol(LineReceiver):
                 peer=self.peer,
                 size=self._out_bytes,
             )
+            self._uncongest()
             self._out = None
-            self._uncount()
             self.factory.chat.disconnect(user, "send queue exceeded")
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -478,10 +476,10 @@ class ChatProtocol(LineReceiver):
     # IPushProducer: the transport tells us when the peer stops reading.
 
     def pauseProducing(self) -> None:
-        self._congested = True
-        self._uncount()
-        self._counted = self._out_bytes
-        self.factory.backlog += self._counted
+        if not self._congested:
+            self._congested = True
+            # The factory's backlog is the sum of congested peers' queues.
+            self.factory.backlog += self._out_bytes
         if (
             not self._not_waited_for
             and self._out is not None
@@ -493,25 +491,23 @@ class ChatProtocol(LineReceiver):
             )
 
     def resumeProducing(self) -> None:
-        self._congested = False
+        self._uncongest()
         self._not_waited_for = False
         self._cancel_grace()
-        self._uncount()
         self.factory.stop_waiting(self)
         if self._out is not None:
             self._write_queue()
 
     def stopProducing(self) -> None:
-        self._congested = False
+        self._uncongest()
         self._cancel_grace()
-        self._uncount()
         self.factory.stop_waiting(self)
 
-    def _uncount(self) -> None:
-        """Take this connection's queue out of the factory's backlog."""
-        if self._counted:
-            self.factory.backlog -= self._counted
-            self._counted = 0
+    def _uncongest(self) -> None:
+        """No longer congested: take our queue out of the factory's backlog."""
+        if self._congested:
+            self._congested = False
+            self.factory.backlog -= self._out_bytes
 
     def _cancel_grace(self) -> None:
         if self._grace_call is not None and self._grace_call.active():
@@ -647,7 +643,7 @@ class ChatFactory(ServerFactory):
 
     def connection_lost(self, protocol: ChatProtocol) -> None:
         self.held_readers.discard(protocol)
-        protocol._uncount()
+        protocol._uncongest()
         self.stop_waiting(protocol)
         if protocol in self.connections:
             self.connections.remove(protocol)
