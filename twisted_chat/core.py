@@ -117,6 +117,15 @@ class ChatServer:
         del self.users[name_key(user.nick)]
         self._leave(user, lines.quit_(user.nick, reason))
 
+    def drop(self, user: User, reason: str, farewell: str) -> None:
+        """
+        End C{user}'s session: send them C{farewell}, tell their room they
+        quit for C{reason}, and close the connection.
+        """
+        self.tell(user, farewell)
+        self.disconnect(user, reason)
+        user.client.disconnect(reason)
+
     def shutdown(self, reason: str) -> None:
         """
         Tell every user the server is going away and close every connection.
@@ -259,9 +268,7 @@ class ChatServer:
             self.tell(user, lines.private_out(target.nick, text))
 
     def _quit(self, user: User, reason: str) -> None:
-        self.tell(user, lines.goodbye(reason))
-        self.disconnect(user, reason)
-        user.client.disconnect(reason)
+        self.drop(user, reason, lines.goodbye(reason))
 
     # Rooms
 

@@ -382,11 +382,9 @@ class ChatProtocol(LineReceiver):
             peer=self.peer,
             reason=reason,
         )
-        self.factory.chat.tell(
-            user, lines.error(f"Disconnected: {reason}. {explanation}")
+        self.factory.chat.drop(
+            user, reason, lines.error(f"Disconnected: {reason}. {explanation}")
         )
-        self.factory.chat.disconnect(user, reason)
-        self.disconnect(reason)
 
     # Output: IChatClient
 
