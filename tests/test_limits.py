@@ -25,7 +25,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_chat.core import ChatServer
 from twisted_chat.limits import ConnectionCounter, Limits
 from twisted_chat.protocol import ChatFactory, ChatProtocol, RefusedProtocol
-from twisted_chat.tap import Options
 
 # The characters that must never reach another user, written out from the
 # specification rather than taken from the code under test: C0 controls
@@ -183,7 +182,10 @@ def capture_log(case: SynchronousTestCase) -> EventLoggingObserver:
 
 
 class LimitsTests(SynchronousTestCase):
-    """The default limits are the documented ones."""
+    """
+    The default limits are the documented ones.  (How options become limits
+    is tested with the options, in test_tap.)
+    """
 
     def test_defaults(self) -> None:
         """4 KiB lines, flood control on, idle timeout off, and so on."""
@@ -198,56 +200,9 @@ class LimitsTests(SynchronousTestCase):
                 max_clients=5000,
                 max_per_ip=50,
                 idle_timeout=0.0,
+                socket_send_buffer=64 * 1024,
             ),
         )
-
-    def test_options_default(self) -> None:
-        """C{twistd chat} without limit options uses the default limits."""
-        options = Options()
-        options.parseOptions([])
-        self.assertEqual(options.limits(), Limits())
-
-    def test_options(self) -> None:
-        """Every limit has a C{twistd chat} option."""
-        options = Options()
-        options.parseOptions(
-            [
-                "--max-line-length=100",
-                "--flood-burst=3",
-                "--flood-rate=0.5",
-                "--flood-kick=7",
-                "--max-send-queue=1000",
-                "--max-clients=10",
-                "--max-per-ip=2",
-                "--idle-timeout=30",
-            ]
-        )
-        self.assertEqual(
-            options.limits(),
-            Limits(
-                max_line_length=100,
-                flood_burst=3,
-                flood_rate=0.5,
-                flood_kick=7,
-                max_send_queue=1000,
-                max_clients=10,
-                max_per_ip=2,
-                idle_timeout=30.0,
-            ),
-        )
-
-    def test_options_zero(self) -> None:
-        """0 turns off flood control, the connection limits and idle timeout."""
-        options = Options()
-        options.parseOptions(
-            ["--flood-rate=0", "--max-clients=0", "--max-per-ip=0", "--idle-timeout=0"]
-        )
-        limits = options.limits()
-        self.assertEqual(
-            (limits.flood_rate, limits.max_clients, limits.max_per_ip),
-            (0.0, 0, 0),
-        )
-        self.assertEqual(limits.idle_timeout, 0.0)
 
 
 class ConnectionCounterTests(SynchronousTestCase):
