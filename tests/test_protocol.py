@@ -13,8 +13,6 @@ from twisted.internet import reactor as global_reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import (
-    SSL4ClientEndpoint,
-    SSL4ServerEndpoint,
     TCP4ClientEndpoint,
     TCP4ServerEndpoint,
 )
@@ -567,40 +565,6 @@ class RealSocketTests(TestCase):
         [server] = list(factory.connections)
         server_closed = server.when_closed()
         sock = server.transport.getHandle()  # type: ignore[attr-defined]
-        nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        keepalive = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
-        assert reader.transport is not None
-        reader.transport.loseConnection()
-        yield reader.lost
-        yield server_closed
-        self.assertEqual((bool(nodelay), bool(keepalive)), (True, True))
-
-    @inlineCallbacks
-    def test_socket_options_tls(self) -> Generator[Deferred[Any], Any, None]:
-        """Under TLS, the TCP socket beneath has both options on."""
-        from twisted.internet import ssl
-
-        reactor = global_reactor
-        assert IReactorTCP.providedBy(reactor) and IReactorTime.providedBy(reactor)
-        key = ssl.KeyPair.generate(size=2048)
-        certificate = key.selfSignedCert(1, CN="localhost")
-        server_options = ssl.CertificateOptions(
-            privateKey=key.original, certificate=certificate.original
-        )
-        factory = ChatFactory(ChatServer(), clock=reactor)
-        endpoint = SSL4ServerEndpoint(reactor, 0, server_options, interface="127.0.0.1")
-        port = yield endpoint.listen(factory)
-        self.addCleanup(port.stopListening)
-        reader = _Reader()
-        client_endpoint = SSL4ClientEndpoint(
-            reactor, "127.0.0.1", port.getHost().port, ssl.CertificateOptions()
-        )
-        yield client_endpoint.connect(Factory.forProtocol(lambda: reader))
-        yield reader.greeted
-        [server] = list(factory.connections)
-        server_closed = server.when_closed()
-        tcp = server.transport.transport  # type: ignore[attr-defined]
-        sock = tcp.getHandle()
         nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         keepalive = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
         assert reader.transport is not None
