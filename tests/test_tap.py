@@ -43,6 +43,21 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Every option that sets a limit, each to a value other than its default.
+EVERY_LIMIT = (
+    "--max-line-length=100",
+    "--flood-burst=3",
+    "--flood-rate=0.5",
+    "--flood-kick=9",
+    "--max-send-queue=1000",
+    "--max-clients=10",
+    "--max-per-ip=2",
+    "--idle-timeout=60",
+    "--announce-limit=40",
+    "--socket-send-buffer=8192",
+)
+
+
 def parse(*args: str) -> Options:
     options = Options()
     options.parseOptions(list(args))
@@ -58,20 +73,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_every_option(self) -> None:
         """Every option is parsed into its key, as a number where it is one."""
-        options = parse(
-            "--port=tcp:2000",
-            "--backlog=7",
-            "--max-line-length=100",
-            "--flood-burst=3",
-            "--flood-rate=0.5",
-            "--flood-kick=9",
-            "--max-send-queue=1000",
-            "--max-clients=10",
-            "--max-per-ip=2",
-            "--idle-timeout=60",
-            "--announce-limit=40",
-            "--socket-send-buffer=8192",
-        )
+        options = parse("--port=tcp:2000", "--backlog=7", *EVERY_LIMIT)
         self.assertEqual(
             dict(options),
             {
@@ -166,18 +168,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_limits(self) -> None:
         """L{Options.limits} carries every limit option into a L{Limits}."""
-        options = parse(
-            "--max-line-length=100",
-            "--flood-burst=3",
-            "--flood-rate=0.5",
-            "--flood-kick=9",
-            "--max-send-queue=1000",
-            "--max-clients=10",
-            "--max-per-ip=2",
-            "--idle-timeout=60",
-            "--announce-limit=40",
-            "--socket-send-buffer=8192",
-        )
+        options = parse(*EVERY_LIMIT)
         self.assertEqual(
             options.limits(),
             Limits(
