@@ -611,7 +611,7 @@ def targets(summary: dict[str, Any], quick: bool) -> list[str]:
 def source_fingerprint() -> str:
     """A digest of twisted-chat's source, to notice it changing mid-run."""
     digest = hashlib.sha256()
-    for path in sorted((HERE.parent / "twisted_chat").glob("*.py")):
+    for path in sorted((HERE.parent / "twisted_chat").rglob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -916,7 +916,7 @@ def main() -> None:
     summary = summarize(bench.runs, servers, plan)
     if source_fingerprint() != env["source_fingerprint"]:
         env["warning"] = (
-            "twisted_chat/*.py changed during the run: its numbers mix versions"
+            "twisted_chat/**/*.py changed during the run: its numbers mix versions"
         )
         print("WARNING:", env["warning"])
     (RESULTS / "results.json").write_text(

@@ -21,11 +21,11 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from twisted_chat.core import ChatServer
-from twisted_chat.interfaces import IChatClient
-from twisted_chat.limits import Limits
-from twisted_chat.protocol import ChatFactory
-from twisted_chat.rules import NICK_MAX, ROOM_MAX
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.server.limits import Limits
+from twisted_chat.server.line import ChatFactory
+from twisted_chat.shared.rules import NICK_MAX, ROOM_MAX
 
 # Property tests: no example database (nothing written to the tree) and no
 # deadline (the machine is shared, and timing is not what they test).

@@ -10,8 +10,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_limits import Server
-from twisted_chat.limits import Limits
-from twisted_chat.protocol import SLOW_READER_GRACE
+from twisted_chat.server.limits import Limits
+from twisted_chat.server.line import SLOW_READER_GRACE
 
 # Each "<alice> xxx...\n" line is 109 bytes: 10 of them pass the threshold
 # of 2 x 500 bytes.

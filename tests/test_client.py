@@ -1,6 +1,6 @@
 """
 Tests for the command-line client (L{twisted_chat.client}): its options and
-endpoints (L{twisted_chat.client_options}), the session that tracks
+endpoints (L{twisted_chat.client.options}), the session that tracks
 nickname, room and queued lines, the terminal and server protocols, and the
 whole client driven through fake connections and a L{Clock}.
 """
@@ -44,8 +44,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_chat import lines
-from twisted_chat.client import (
+from twisted_chat.client.app import (
     LOST,
     RECONNECTED,
     ChatClient,
@@ -53,14 +52,15 @@ from twisted_chat.client import (
     main,
     run,
 )
-from twisted_chat.client_options import Options, client_endpoint, host_label
-from twisted_chat.client_protocols import (
+from twisted_chat.client.options import Options, client_endpoint, host_label
+from twisted_chat.client.protocols import (
     ServerFactory,
     ServerProtocol,
     TerminalProtocol,
     terminal_safe,
 )
-from twisted_chat.client_session import ClientSession
+from twisted_chat.client.session import ClientSession
+from twisted_chat.shared import lines
 
 DEFAULTS: dict[str, Any] = {
     "nick": None,

@@ -40,7 +40,7 @@ from tests.e2e import (
     start_server,
     with_timeout,
 )
-from twisted_chat.client import LOST, RECONNECTED
+from twisted_chat.client.app import LOST, RECONNECTED
 
 SOURCE_ROOT = str(Path(twisted_chat.__file__).resolve().parent.parent)
 

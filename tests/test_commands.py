@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.commands.parse_line}: one decoded line in, one
+Tests for L{twisted_chat.shared.commands.parse_line}: one decoded line in, one
 frozen command value out.
 """
 
@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import nicks, property_settings
 from tests.test_rules import FORBIDDEN
-from twisted_chat.commands import (
+from twisted_chat.shared.commands import (
     USAGE,
     Help,
     Invalid,

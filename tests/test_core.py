@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.core.ChatServer}, driven with fake clients: what
+Tests for L{twisted_chat.core.chat.ChatServer}, driven with fake clients: what
 every user sees for every command.
 """
 
@@ -11,18 +11,18 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from tests.helpers import FakeClient, observe_logs
-from twisted_chat import lines
-from twisted_chat.commands import Help, Say
-from twisted_chat.core import (
+from twisted_chat.core.chat import (
     DEFAULT_ROOM,
     JOIN_LIST_LIMIT,
     WHO_LIMIT,
     ChatServer,
     User,
 )
-from twisted_chat.fanout import LocalFanout
-from twisted_chat.interfaces import IFanout
-from twisted_chat.rules import name_key, nick_error, room_error
+from twisted_chat.core.fanout import LocalFanout
+from twisted_chat.core.interfaces import IFanout
+from twisted_chat.shared import lines
+from twisted_chat.shared.commands import Help, Say
+from twisted_chat.shared.rules import name_key, nick_error, room_error
 
 
 class ChatTestCase(SynchronousTestCase):
@@ -657,7 +657,7 @@ class RefuseTests(ChatTestCase):
                 event["nick"],
                 event["peer"],
             ),
-            (LogLevel.info, "twisted_chat.core.ChatServer", "alice", alice.peer),
+            (LogLevel.info, "twisted_chat.core.chat.ChatServer", "alice", alice.peer),
         )
 
     def test_refusal_logged_with_reason(self) -> None:

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.fanout.LocalFanout}, and that the fakes and
+Tests for L{twisted_chat.core.fanout.LocalFanout}, and that the fakes and
 implementations provide the interfaces they claim.
 """
 
@@ -9,10 +9,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
 
 from tests.helpers import FakeClient
-from twisted_chat import lines
-from twisted_chat.core import ChatServer
-from twisted_chat.fanout import LocalFanout
-from twisted_chat.interfaces import IChatClient, IFanout
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.fanout import LocalFanout
+from twisted_chat.core.interfaces import IChatClient, IFanout
+from twisted_chat.shared import lines
 
 
 class InterfaceTests(SynchronousTestCase):

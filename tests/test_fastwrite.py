@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.fastwrite}: writing to a TCP connection at once.
+Tests for L{twisted_chat.server.fastwrite}: writing to a TCP connection at once.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.e2e import global_reactor
-from twisted_chat.core import ChatServer
-from twisted_chat.fastwrite import can_write_now, write_now
-from twisted_chat.limits import Limits
-from twisted_chat.protocol import ChatFactory, ChatProtocol
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.server.fastwrite import can_write_now, write_now
+from twisted_chat.server.limits import Limits
+from twisted_chat.server.line import ChatFactory, ChatProtocol
 
 
 class _Accepted(ServerFactory):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_limits import Peer, Server
-from twisted_chat.flood import TokenBucket
-from twisted_chat.limits import Limits
+from twisted_chat.server.flood import TokenBucket
+from twisted_chat.server.limits import Limits
 
 NOTICE = "*** You are sending lines faster than 5 a second; the rest are delayed."
 KICKED = "!!! Disconnected: excess flood. You kept sending too fast."

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import ChatNetwork, UserSide
-from twisted_chat import lines
+from twisted_chat.shared import lines
 
 
 class ConversationTests(SynchronousTestCase):

@@ -1,5 +1,5 @@
 """
-Tests for the protective limits of the server (L{twisted_chat.limits}) as the
+Tests for the protective limits of the server (L{twisted_chat.server.limits}) as the
 line protocol enforces them: line length, invalid UTF-8, control characters,
 connection limits, the idle timeout, and one write per connection per event.
 
@@ -22,9 +22,9 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_chat.core import ChatServer
-from twisted_chat.limits import ConnectionCounter, Limits
-from twisted_chat.protocol import ChatFactory, ChatProtocol, RefusedProtocol
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.server.limits import ConnectionCounter, Limits
+from twisted_chat.server.line import ChatFactory, ChatProtocol, RefusedProtocol
 
 # The characters that must never reach another user, written out from the
 # specification rather than taken from the code under test: C0 controls

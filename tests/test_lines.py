@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.lines}: the lines the server writes, and the few
+Tests for L{twisted_chat.shared.lines}: the lines the server writes, and the few
 it reads back.
 """
 
@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import nicks, property_settings, rooms
-from twisted_chat import lines
-from twisted_chat.commands import Me, Msg, Say, parse_line
+from twisted_chat.shared import lines
+from twisted_chat.shared.commands import Me, Msg, Say, parse_line
 
 
 class EncodeTests(SynchronousTestCase):

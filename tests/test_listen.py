@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.listen}: the IPv6-only endpoint and the listening
+Tests for L{twisted_chat.server.listen}: the IPv6-only endpoint and the listening
 service that fails with one clear line.
 """
 
@@ -24,7 +24,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from tests.e2e import free_port, global_reactor, has_ipv6
-from twisted_chat.listen import (
+from twisted_chat.server.listen import (
     ListenService,
     V6OnlyTCP6ServerEndpoint,
     server_endpoint,

@@ -1,6 +1,6 @@
 """
 Tests for the twistd plugin: C{twistd} finds C{chat} and it is wired to
-L{twisted_chat.tap}.
+L{twisted_chat.server.tap}.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.e2e import TIMEOUT, twistd_command
-from twisted_chat import tap
+from twisted_chat.server import tap
 
 
 class PluginTests(SynchronousTestCase):

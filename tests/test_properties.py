@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_limits import SPEC_FORBIDDEN, Peer, Server
-from twisted_chat.limits import Limits
-from twisted_chat.rules import has_forbidden_characters
+from twisted_chat.server.limits import Limits
+from twisted_chat.shared.rules import has_forbidden_characters
 
 # No example database (nothing written to the tree), no deadline (the machine
 # is shared, and timing is not what these test).

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.protocol}: bytes in, lines out, on a
+Tests for L{twisted_chat.server.line}: bytes in, lines out, on a
 L{StringTransport}; and the socket tuning on real and fake TCP transports.
 """
 
@@ -33,16 +33,16 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
-from twisted_chat import lines
-from twisted_chat.core import ChatServer
-from twisted_chat.interfaces import IChatClient
-from twisted_chat.limits import DEFAULT_MAX_LINE_LENGTH, Limits
-from twisted_chat.protocol import (
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.server.limits import DEFAULT_MAX_LINE_LENGTH, Limits
+from twisted_chat.server.line import (
     ChatFactory,
     ChatProtocol,
     describe_address,
-    tune_socket,
 )
+from twisted_chat.shared import lines
+from twisted_chat.shared.sockets import tune_socket
 
 TOO_LONG = "!!! Your line is longer than {} bytes and was not sent."
 NOT_UTF8 = "!!! Your line is not valid UTF-8 and was not sent."

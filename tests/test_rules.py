@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_chat.rules}: what names and text may contain.
+Tests for L{twisted_chat.shared.rules}: what names and text may contain.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import names, nicks, property_settings, rooms
-from twisted_chat.rules import (
+from twisted_chat.shared.rules import (
     NICK_MAX,
     ROOM_MAX,
     has_forbidden_characters,

@@ -11,7 +11,7 @@ from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_limits import Server, capture_log
-from twisted_chat.limits import Limits
+from twisted_chat.server.limits import Limits
 
 
 class SlowReaderTests(SynchronousTestCase):

@@ -1,7 +1,7 @@
 """
-Tests for L{twisted_chat.tap}: the options of C{twistd chat} and the service
+Tests for L{twisted_chat.server.tap}: the options of C{twistd chat} and the service
 they make, listening on a L{MemoryReactorClock}; and for the
-L{twisted_chat.service.ChatService} in it, which stops the chat.
+L{twisted_chat.server.service.ChatService} in it, which stops the chat.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from twisted_chat import limits
-from twisted_chat.core import DEFAULT_ANNOUNCE_LIMIT, ChatServer
-from twisted_chat.limits import Limits
-from twisted_chat.listen import ListenService, V6OnlyTCP6ServerEndpoint
-from twisted_chat.protocol import ChatFactory, ChatProtocol
-from twisted_chat.service import SHUTDOWN_GRACE, ChatService
-from twisted_chat.tap import Options, endpoint_description, makeService
+from twisted_chat.core.chat import DEFAULT_ANNOUNCE_LIMIT, ChatServer
+from twisted_chat.server import limits
+from twisted_chat.server.limits import Limits
+from twisted_chat.server.line import ChatFactory, ChatProtocol
+from twisted_chat.server.listen import ListenService, V6OnlyTCP6ServerEndpoint
+from twisted_chat.server.service import SHUTDOWN_GRACE, ChatService
+from twisted_chat.server.tap import Options, endpoint_description, makeService
 
 DEFAULTS: dict[str, Any] = {
     "port": ["tcp:10001"],

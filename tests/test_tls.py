@@ -25,10 +25,10 @@ from twisted.trial.unittest import TestCase
 
 from tests.e2e import ChatUser, connect_user, global_reactor, poll, short_temp_dir
 from tests.tls_helpers import Authority, ServerFiles, new_authority, write_server_files
-from twisted_chat.core import ChatServer
-from twisted_chat.limits import Limits
-from twisted_chat.listen import server_endpoint
-from twisted_chat.protocol import ChatFactory, ChatProtocol
+from twisted_chat.core.chat import ChatServer
+from twisted_chat.server.limits import Limits
+from twisted_chat.server.line import ChatFactory, ChatProtocol
+from twisted_chat.server.listen import server_endpoint
 
 
 class RecordingUser(ChatUser):

@@ -64,7 +64,7 @@ LIMITS = {
     "idle-timeout": 0,
 }
 
-# What must never reach a user (see twisted_chat.rules), written out here so
+# What must never reach a user (see twisted_chat.shared.rules), written out here so
 # that the check does not trust the code under test.
 FORBIDDEN = re.compile(
     "[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]"

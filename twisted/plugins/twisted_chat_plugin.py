@@ -8,7 +8,7 @@ from twisted.application.service import ServiceMaker
 
 chat = ServiceMaker(
     "twisted-chat",
-    "twisted_chat.tap",
+    "twisted_chat.server.tap",
     "A group-chat server for nc, telnet and the twisted-chat client.",
     "chat",
 )

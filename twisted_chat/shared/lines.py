@@ -2,7 +2,7 @@
 The lines the server sends, as pure functions from values to text.
 
 Every line starts with a prefix that only the server writes, followed by
-names from the safe character set of L{twisted_chat.rules}; user text only
+names from the safe character set of L{twisted_chat.shared.rules}; user text only
 ever comes after that prefix and can hold no line break or control
 character.  So no user can make a line that passes for a server notice or
 for another user's line::
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from twisted_chat.commands import USAGE
+from twisted_chat.shared.commands import USAGE
 
 NOTICE = "*** "
 ERROR = "!!! "

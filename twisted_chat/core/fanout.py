@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from twisted_chat.interfaces import IChatClient, IFanout
+from twisted_chat.core.interfaces import IChatClient, IFanout
 
 
 @implementer(IFanout)

@@ -10,7 +10,6 @@ idle timeout.  L{ChatFactory} enforces the connection limits.
 
 from __future__ import annotations
 
-import socket
 from typing import cast
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -21,7 +20,6 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IPushProducer,
     IReactorTime,
-    ITCPTransport,
     ITransport,
 )
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -30,12 +28,13 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat import lines
-from twisted_chat.core import ChatServer, User
-from twisted_chat.fastwrite import can_write_now, write_now
-from twisted_chat.flood import TokenBucket
-from twisted_chat.interfaces import IChatClient
-from twisted_chat.limits import ConnectionCounter, Limits
+from twisted_chat.core.chat import ChatServer, User
+from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.server.fastwrite import can_write_now, write_now
+from twisted_chat.server.flood import TokenBucket
+from twisted_chat.server.limits import ConnectionCounter, Limits
+from twisted_chat.shared import lines
+from twisted_chat.shared.sockets import tune_socket
 
 _CLOSED = Failure(ConnectionDone())
 
@@ -74,38 +73,6 @@ def peer_host(address: IAddress) -> str | None:
     if isinstance(address, IPv4Address | IPv6Address):
         return address.host
     return None
-
-
-def tune_socket(transport: ITransport, send_buffer: int = 0) -> None:
-    """
-    Set C{TCP_NODELAY} (chat is many small lines: without it, Nagle's
-    algorithm and delayed acknowledgements add up to 40 ms to a line) and
-    C{SO_KEEPALIVE} on a TCP connection, including one under TLS.
-
-    @param send_buffer: if not 0, the socket's send buffer (C{SO_SNDBUF})
-        in bytes.  Left alone, Linux grows it to megabytes for a peer that
-        does not read, hiding that peer from the send queue limit.
-    """
-    current: object = transport
-    for _ in range(8):
-        # TLS wraps the TCP transport, copying its interfaces while its handle
-        # is the OpenSSL connection: look through wrappers until the handle
-        # is a socket.
-        handle = getattr(current, "getHandle", lambda: None)()
-        if isinstance(handle, socket.socket):
-            if ITCPTransport.providedBy(current) and handle.family in (
-                socket.AF_INET,
-                socket.AF_INET6,
-            ):
-                current.setTcpNoDelay(True)
-                current.setTcpKeepAlive(True)
-                if send_buffer:
-                    handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
-            return
-        inner = getattr(current, "transport", None)
-        if inner is None or inner is current:
-            return
-        current = inner
 
 
 @implementer(IChatClient, IPushProducer)

@@ -12,12 +12,12 @@ from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.python import usage
 
-from twisted_chat import limits as defaults
-from twisted_chat.core import DEFAULT_ANNOUNCE_LIMIT, ChatServer
-from twisted_chat.limits import Limits
-from twisted_chat.listen import ListenService
-from twisted_chat.protocol import ChatFactory
-from twisted_chat.service import ChatService
+from twisted_chat.core.chat import DEFAULT_ANNOUNCE_LIMIT, ChatServer
+from twisted_chat.server import limits as defaults
+from twisted_chat.server.limits import Limits
+from twisted_chat.server.line import ChatFactory
+from twisted_chat.server.listen import ListenService
+from twisted_chat.server.service import ChatService
 
 DEFAULT_PORT = "tcp:10001"
 DEFAULT_BACKLOG = 1024

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twisted_chat.protocol import ChatFactory
+from twisted_chat.server.line import ChatFactory
 
 SHUTDOWN_GRACE = 5.0
 

@@ -22,7 +22,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
-from twisted_chat.rules import nick_error, normalize_room, room_error
+from twisted_chat.shared.rules import nick_error, normalize_room, room_error
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 10001

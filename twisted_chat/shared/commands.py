@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from twisted_chat.rules import has_forbidden_characters
+from twisted_chat.shared.rules import has_forbidden_characters
 
 
 @frozen

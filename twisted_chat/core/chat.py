@@ -14,8 +14,10 @@ from itertools import islice
 from attrs import define, field
 from twisted.logger import Logger
 
-from twisted_chat import lines
-from twisted_chat.commands import (
+from twisted_chat.core.fanout import LocalFanout
+from twisted_chat.core.interfaces import IChatClient, IFanout
+from twisted_chat.shared import lines
+from twisted_chat.shared.commands import (
     Command,
     Help,
     Invalid,
@@ -29,9 +31,7 @@ from twisted_chat.commands import (
     Who,
     parse_line,
 )
-from twisted_chat.fanout import LocalFanout
-from twisted_chat.interfaces import IChatClient, IFanout
-from twisted_chat.rules import (
+from twisted_chat.shared.rules import (
     name_key,
     nick_error,
     normalize_room,

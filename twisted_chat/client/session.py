@@ -12,15 +12,15 @@ joined notice is the moment the session becomes I{ready}: it asks the server
 for the wanted nickname and room (C{/nick}, C{/join}), then sends the queued
 lines, so they are said under the right name in the right room.
 
-@see: L{twisted_chat.lines} for the notices read here.
+@see: L{twisted_chat.shared.lines} for the notices read here.
 """
 
 from __future__ import annotations
 
 from attrs import define, field
 
-from twisted_chat.lines import parse_joined, parse_nick_change, parse_self_nick
-from twisted_chat.rules import name_key
+from twisted_chat.shared.lines import parse_joined, parse_nick_change, parse_self_nick
+from twisted_chat.shared.rules import name_key
 
 
 @define

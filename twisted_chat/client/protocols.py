@@ -1,7 +1,7 @@
 """
 The client's two adapters: L{ServerProtocol} on the connection to the server
 and L{TerminalProtocol} on standard input and output.  Both only frame and
-decode lines and forward them to the client (L{twisted_chat.client.ChatClient});
+decode lines and forward them to the client (L{twisted_chat.client.app.ChatClient});
 the terminal side also makes sure nothing it prints can act on a terminal.
 """
 
@@ -17,8 +17,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_chat.protocol import tune_socket
-from twisted_chat.rules import replace_forbidden_characters
+from twisted_chat.shared.rules import replace_forbidden_characters
+from twisted_chat.shared.sockets import tune_socket
 
 # Longest line accepted from the server, or from standard input, in bytes.
 MAX_LINE = 1 << 20

@@ -35,14 +35,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from twisted_chat.client_options import Options, client_endpoint
-from twisted_chat.client_protocols import (
+from twisted_chat.client.options import Options, client_endpoint
+from twisted_chat.client.protocols import (
     ServerFactory,
     ServerProtocol,
     TerminalProtocol,
 )
-from twisted_chat.client_session import ClientSession
-from twisted_chat.commands import Quit, parse_line
+from twisted_chat.client.session import ClientSession
+from twisted_chat.shared.commands import Quit, parse_line
 
 PROGRAM = "twisted-chat"
 

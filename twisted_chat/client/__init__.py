@@ -1,0 +1,1 @@
+"""The command-line client, C{python -m twisted_chat.client}."""

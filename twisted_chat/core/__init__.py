@@ -1,0 +1,1 @@
+"""The chat itself: users, rooms and delivery, in plain Python (no sockets)."""
