@@ -87,3 +87,22 @@ class IFanout(Interface):
         End an event: when the outermost L{hold} is released, deliver
         everything that was buffered.
         """
+
+
+class IRenderer(Interface):
+    """
+    How one front end (one wire protocol) writes the events that many
+    connections share.  The fan-out renders each room or user event once per
+    renderer and variant, and hands the same C{bytes} to every member that
+    shares them.
+    """
+
+    def render(event: object, variant: object) -> bytes:
+        """
+        The wire form of a room event or user event (see
+        L{twisted_chat.core.events}) for members of the given C{variant}: a
+        hashable value the front end chose for a group of its connections
+        (the line protocol: whether the room is the member's current room;
+        IRC: whether the connection negotiated C{server-time}).  Complete
+        lines, ready to write.
+        """

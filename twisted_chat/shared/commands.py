@@ -15,15 +15,26 @@ from twisted_chat.shared.rules import has_forbidden_characters
 
 @frozen
 class Say:
-    """A message to the current room."""
+    """A message to a room: C{room}, or the current one when L{None}."""
 
     text: str
+    room: str | None = None
 
 
 @frozen
 class Me:
-    """An action in the current room (C{/me waves})."""
+    """An action in a room (C{/me waves}): C{room}, or the current one."""
 
+    text: str
+    room: str | None = None
+
+
+@frozen
+class Notice:
+    """A notice to a room or a user (IRC's NOTICE): C{target} is C{#room}
+    or a nickname."""
+
+    target: str
     text: str
 
 
@@ -36,9 +47,48 @@ class Nick:
 
 @frozen
 class Join:
-    """Switch to another room, creating it if needed."""
+    """Join a room, creating it if needed, and make it the current room."""
 
     room: str
+
+
+@frozen
+class Part:
+    """Leave a room: C{room}, or the current one when L{None}."""
+
+    room: str | None
+    reason: str | None = None
+
+
+@frozen
+class Topic:
+    """Show C{room}'s topic (C{text} L{None}), or set it (C{""} clears it)."""
+
+    room: str | None
+    text: str | None
+
+
+@frozen
+class Kick:
+    """Make C{nick} leave C{room} (operators only)."""
+
+    room: str
+    nick: str
+    reason: str | None = None
+
+
+@frozen
+class Away:
+    """Mark yourself away with a message, or back (L{None})."""
+
+    message: str | None
+
+
+@frozen
+class Whois:
+    """Show what is public about one user."""
+
+    nick: str
 
 
 @frozen
@@ -55,10 +105,11 @@ class Who:
 
 @frozen
 class Msg:
-    """A private message to one user."""
+    """A private message to one user: a C{"message"}, or an C{"action"}."""
 
     nick: str
     text: str
+    kind: str = "message"
 
 
 @frozen
@@ -80,7 +131,24 @@ class Invalid:
     message: str
 
 
-Command = Say | Me | Nick | Join | Rooms | Who | Msg | Help | Quit | Invalid
+Command = (
+    Say
+    | Me
+    | Notice
+    | Nick
+    | Join
+    | Part
+    | Topic
+    | Kick
+    | Away
+    | Whois
+    | Rooms
+    | Who
+    | Msg
+    | Help
+    | Quit
+    | Invalid
+)
 
 USAGE = {
     "nick": "/nick NAME",
