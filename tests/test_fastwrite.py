@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.e2e import global_reactor
 from twisted_chat.core.chat import ChatServer
-from twisted_chat.server.fastwrite import can_write_now, write_now
+from twisted_chat.server.fastwrite import can_write_now, unsent_bytes, write_now
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory, ChatProtocol
 
@@ -115,6 +115,32 @@ class WriteNowTests(TestCase):
             if len(received) == len(data):
                 break
         self.assertEqual(bytes(received), data)
+
+    async def test_unsent_bytes(self) -> None:
+        """
+        L{unsent_bytes} reads the real tcp.Server's buffer: what Twisted
+        holds after the socket took its share, and nothing once it is sent.
+        """
+        transport, peer = await self.connect()
+        transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        data = bytes(range(256)) * 1024
+        self.assertEqual(unsent_bytes(transport), 0)
+        transport.write(data)
+        self.assertEqual(unsent_bytes(transport), len(data))
+        received = bytearray()
+        peer.setblocking(False)
+        seen = []
+        for _ in range(2000):
+            try:
+                received += peer.recv(1 << 14)
+            except BlockingIOError:
+                await deferLater(global_reactor(), 0.001, lambda: None)
+            seen.append(unsent_bytes(transport))
+            if len(received) == len(data):
+                break
+        self.assertEqual(bytes(received), data)
+        self.assertEqual(seen, sorted(seen, reverse=True))
+        self.assertEqual(unsent_bytes(transport), 0)
 
 
 class EndOfTurnTests(TestCase):

@@ -11,6 +11,7 @@ from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_limits import Server, capture_log
+from twisted_chat.server.backpressure import STALL_TIMEOUT
 from twisted_chat.server.limits import Limits
 
 
@@ -128,11 +129,20 @@ class SlowReaderTests(SynchronousTestCase):
         self.assertFalse(self.slow.closing)
 
     def test_many_slow_readers(self) -> None:
-        """Several clients over the limit in the same event all go."""
+        """
+        When most of the room stops reading, nobody is cut at first (the
+        input is throttled); once they have drained nothing for the stall
+        timeout, the clients over the limit in the same event all go.
+        """
         others = [self.server.connect(f"s{i}") for i in range(3)]
         for peer in [self.slow, *others]:
             peer.stop_reading()
         self.alice.type(*["z" * 200 for _ in range(6)])
+        self.assertFalse(any(peer.closing for peer in [self.slow, *others]))
+        self.assertTrue(self.alice.reading_paused)
+        self.server.clock.advance(STALL_TIMEOUT)
+        self.assertFalse(self.alice.reading_paused)
+        self.alice.type("z")
         self.assertTrue(all(peer.aborted for peer in [self.slow, *others]))
         quits = [line for line in self.bob.take() if line.startswith("*** ")]
         self.assertEqual(

@@ -19,7 +19,7 @@ Twisted.
 
 from __future__ import annotations
 
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 
 
 def can_write_now(transport: object) -> bool:
@@ -59,3 +59,27 @@ def write_now(transport: tcp.Server, chunks: list[bytes]) -> None:
         # What the socket did not take, Twisted sends when it can.
         transport.write(chunk[sent:] if sent else chunk)
         sent = 0
+
+
+def unsent_bytes(transport: object) -> int | None:
+    """
+    How many bytes C{transport} holds that it has not yet written to its
+    socket, or L{None} if that cannot be known.
+
+    Twisted has no public way to ask: U{https://github.com/twisted/twisted/issues/7397}
+    (refactor transports' producer support, exposing their buffer state)
+    would remove the need.  Every stream
+    transport keeps its buffer in a L{FileDescriptor}'s C{dataBuffer} (from
+    C{offset} on) and C{_tempDataLen}; a TLS transport wraps one, so its
+    unsent bytes are those of the socket underneath, in ciphertext.  The
+    tests check these attributes against the installed Twisted.
+    """
+    current = transport
+    for _ in range(4):
+        if isinstance(current, abstract.FileDescriptor):
+            return len(current.dataBuffer) - current.offset + current._tempDataLen
+        inner = getattr(current, "transport", None)
+        if inner is None or inner is current:
+            return None
+        current = inner
+    return None

@@ -30,7 +30,8 @@ from zope.interface import implementer
 
 from twisted_chat.core.chat import ChatServer, User
 from twisted_chat.core.interfaces import IChatClient
-from twisted_chat.server.fastwrite import can_write_now, write_now
+from twisted_chat.server.backpressure import Backpressure
+from twisted_chat.server.fastwrite import can_write_now, unsent_bytes, write_now
 from twisted_chat.server.flood import TokenBucket
 from twisted_chat.server.limits import ConnectionCounter, Limits
 from twisted_chat.shared import lines
@@ -45,10 +46,14 @@ _TOO_LONG = b"\n"
 # Why reading from a connection is paused (bits of ChatProtocol._read_pauses).
 _FLOOD = 1
 _BACKPRESSURE = 2
+_BUDGET = 4
 
-# How long input waits for a client that stopped reading before the server
-# stops waiting for it (its output then queues up to the send queue limit).
-SLOW_READER_GRACE = 1.0
+# While some reader of a user's room is behind, at most this many bytes of
+# the user's input are handled per reactor turn; the rest waits for the next
+# turn (and reading pauses meanwhile).  Otherwise the first turn after the
+# room is throttled could bring a whole socket read (64 KB) from every
+# sender into every member's queue.
+INPUT_BUDGET = 8 * 1024
 
 # How long a connection we closed may take to drain its output before it is
 # aborted: a peer that stopped reading must not keep it open for ever.
@@ -89,8 +94,9 @@ class ChatProtocol(LineReceiver):
     Output: L{send} queues bytes; the factory writes each connection's queue
     with one C{write} at the end of the event that produced it.  The protocol
     is a streaming producer on its own transport, so the transport says when
-    the peer stops reading; output then waits in the queue, and a queue that
-    grows past the limit disconnects the peer.
+    the peer falls behind; output then waits in the queue, and the rules of
+    L{twisted_chat.server.backpressure} decide whether the senders wait for
+    it or it is disconnected.
     """
 
     delimiter = b"\n"
@@ -107,18 +113,16 @@ class ChatProtocol(LineReceiver):
     # of connections, every attribute counts.
     _buffer = b""  # the start of a line not yet complete
     _discarding = False  # dropping the rest of an overlong line
-    _pending: list[bytes] | None = None  # lines flood control holds back
+    _pending: list[bytes] | None = None  # lines held back (flood, budget)
     _out: list[bytes] | None = None  # queued output; None once closing
     _out_bytes = 0
     _queued = False  # in the factory's list of connections to flush
     _congested = False  # the transport asked us to stop producing
-    _read_pauses = 0  # why reading is paused: _FLOOD | _BACKPRESSURE
-    _not_waited_for = False  # input no longer waits for this slow reader
+    _read_pauses = 0  # why reading is paused: _FLOOD | _BACKPRESSURE | _BUDGET
     _bucket: TokenBucket | None = None  # flood control, None when off
     _delayed = 0  # lines delayed in the current flood episode
     _last_line = 0.0
-    _grace_call: IDelayedCall | None = None
-    _flood_call: IDelayedCall | None = None
+    _resume_call: IDelayedCall | None = None  # handles _pending later
     _idle_call: IDelayedCall | None = None
     _close_call: IDelayedCall | None = None
     _closed_waiters: list[Deferred[None]] | None = None
@@ -161,10 +165,9 @@ class ChatProtocol(LineReceiver):
         self._out = None
         self._pending = None
         for call in (
-            self._flood_call,
+            self._resume_call,
             self._idle_call,
             self._close_call,
-            self._grace_call,
         ):
             if call is not None and call.active():
                 call.cancel()
@@ -219,19 +222,26 @@ class ChatProtocol(LineReceiver):
                 self._discarding = True
                 chunks.append(_TOO_LONG)
             if self._pending is not None:
-                # Flood control is holding lines back: these wait behind them.
+                # Lines are held back already: these wait behind them.
                 self._pending.extend(chunks)
             else:
                 self._process(chunks)
-        # After the batch, when what these lines produced has been queued.
-        if self.factory.holding() and self._out is not None:
-            # Output is backed up: take no more input until it drains,
-            # rather than queueing output without end.
-            self._pause_reading(_BACKPRESSURE, True)
-            self.factory.held_readers.add(self)
+        # After the batch, when what these lines produced has been queued:
+        # in a room whose readers are mostly behind, read no more until they
+        # catch up, rather than queueing output without end.
+        if self._out is not None:
+            self.factory.pressure.after_input(self)
 
     def _process(self, pending: list[bytes]) -> None:
-        """Handle lines, as far as flood control allows; keep the rest."""
+        """
+        Handle lines, as far as flood control and the input budget allow;
+        keep the rest in L{_pending}.
+        """
+        if self._read_pauses & _BACKPRESSURE:
+            self._pending = pending
+            return
+        budget = INPUT_BUDGET if self.factory.pressure.warm(self) else 0
+        used = 0
         bucket = self._bucket
         now = self.factory.clock.seconds()
         if pending:
@@ -243,6 +253,14 @@ class ChatProtocol(LineReceiver):
         for index, line in enumerate(pending):
             if self.user is None or self._out is None:
                 return
+            if budget and used >= budget:
+                self._pending = pending[index:]
+                self._pause_reading(_BUDGET, True)
+                self._resume_call = self.factory.clock.callLater(
+                    0, self._resume_pending
+                )
+                return
+            used += len(line)
             if bucket is not None:
                 wait = bucket.take(now)
                 if wait:
@@ -254,10 +272,10 @@ class ChatProtocol(LineReceiver):
             else:
                 # lineReceived checks the length, after dropping any \r.
                 self.lineReceived(line)
-        self._pause_reading(_FLOOD, False)
+        self._pause_reading(_FLOOD | _BUDGET, False)
 
     def _throttle(self, wait: float) -> None:
-        if self._flood_call is not None and self._flood_call.active():
+        if self._resume_call is not None and self._resume_call.active():
             return
         limits = self.factory.limits
         assert self.user is not None
@@ -280,13 +298,36 @@ class ChatProtocol(LineReceiver):
             self._kick("excess flood", "You kept sending too fast.")
             return
         self._pause_reading(_FLOOD, True)
-        self._flood_call = self.factory.clock.callLater(wait, self._flood_resume)
+        self._resume_call = self.factory.clock.callLater(wait, self._resume_pending)
 
-    def _flood_resume(self) -> None:
-        self._flood_call = None
+    def _resume_pending(self) -> None:
+        """Handle the lines held back, as far as the limits allow now."""
+        self._resume_call = None
+        if self._read_pauses & _BACKPRESSURE:
+            # Held: releasing the hold comes back here.
+            return
         pending, self._pending = self._pending, None
         with self.factory.batch():
             self._process(pending or [])
+        if self._out is not None:
+            self.factory.pressure.after_input(self)
+
+    def hold_input(self, hold: bool) -> None:
+        """Backpressure: stop or start reading this connection's input."""
+        self._pause_reading(_BACKPRESSURE, hold)
+        if not hold and self._pending is not None and self._resume_call is None:
+            self._resume_call = self.factory.clock.callLater(0, self._resume_pending)
+
+    def room_keys(self) -> list[str]:
+        """The keys of the rooms this user is in."""
+        user = self.user
+        if user is None or user.room is None:
+            return []
+        return [user.room.key]
+
+    def unsent(self) -> int | None:
+        """Bytes the transport holds that it has not written yet, if known."""
+        return unsent_bytes(self.transport)
 
     def _pause_reading(self, why: int, pause: bool) -> None:
         """Pause or resume reading from the peer for one reason."""
@@ -361,8 +402,6 @@ class ChatProtocol(LineReceiver):
             return
         out.append(data)
         self._out_bytes += len(data)
-        if self._congested:
-            self.factory.backlog += len(data)
         if not self._queued:
             self._queued = True
             factory = self.factory
@@ -373,6 +412,9 @@ class ChatProtocol(LineReceiver):
     def disconnect(self, reason: str) -> None:
         if self._out is None:
             return
+        self.log.info(
+            "closing the connection of {peer}: {reason}", peer=self.peer, reason=reason
+        )
         self._uncongest()
         self._write_queue()
         self._out = None
@@ -418,14 +460,20 @@ class ChatProtocol(LineReceiver):
                 self._write_queue()
             return
         self._queued = False
-        if self._out_bytes > self.factory.limits.max_send_queue and self.user:
+        if self.user is None:
+            return
+        why = self.factory.pressure.may_queue(
+            self, self._out_bytes, self.factory.limits.max_send_queue
+        )
+        if why is not None:
             user, self.user = self.user, None
             self.log.info(
                 "disconnecting {nick} ({peer}): send queue exceeded "
-                "({size} bytes waiting)",
+                "({size} bytes waiting): {why}",
                 nick=user.nick,
                 peer=self.peer,
                 size=self._out_bytes,
+                why=why,
             )
             self._uncongest()
             self._out = None
@@ -441,54 +489,23 @@ class ChatProtocol(LineReceiver):
     # IPushProducer: the transport tells us when the peer stops reading.
 
     def pauseProducing(self) -> None:
-        if not self._congested:
+        if not self._congested and self._out is not None:
             self._congested = True
-            # The factory's backlog is the sum of congested peers' queues.
-            self.factory.backlog += self._out_bytes
-        if (
-            not self._not_waited_for
-            and self._out is not None
-            and self._grace_call is None
-        ):
-            self.factory.waiting_for.add(self)
-            self._grace_call = self.factory.clock.callLater(
-                SLOW_READER_GRACE, self._stop_waiting
-            )
+            self.factory.pressure.fell_behind(self)
 
     def resumeProducing(self) -> None:
         self._uncongest()
-        self._not_waited_for = False
-        self._cancel_grace()
-        self.factory.stop_waiting(self)
         if self._out is not None:
             self._write_queue()
 
     def stopProducing(self) -> None:
         self._uncongest()
-        self._cancel_grace()
-        self.factory.stop_waiting(self)
 
     def _uncongest(self) -> None:
-        """No longer congested: take our queue out of the factory's backlog."""
+        """No longer behind (or gone): tell the backpressure rules."""
         if self._congested:
             self._congested = False
-            self.factory.backlog -= self._out_bytes
-
-    def _cancel_grace(self) -> None:
-        if self._grace_call is not None and self._grace_call.active():
-            self._grace_call.cancel()
-        self._grace_call = None
-
-    def _stop_waiting(self) -> None:
-        """This peer did not read for a while: let the others go on."""
-        self._grace_call = None
-        self._not_waited_for = True
-        self.log.info(
-            "{peer} has stopped reading; its output queues up to the send "
-            "queue limit, and input does not wait for it",
-            peer=self.peer,
-        )
-        self.factory.stop_waiting(self)
+        self.factory.pressure.caught_up(self)
 
 
 class RefusedProtocol(Protocol):
@@ -549,15 +566,7 @@ class ChatFactory(ServerFactory):
         self.limits = limits if limits is not None else Limits()
         self.clock = clock
         self.connections: set[ChatProtocol] = set()
-        # Congested peers that input waits for, and the connections whose
-        # reading is paused until they drain.
-        self.waiting_for: set[ChatProtocol] = set()
-        self.held_readers: set[ChatProtocol] = set()
-        # Bytes queued for congested peers, and how many make input wait
-        # for a single one of them: twice the send queue limit, so one slow
-        # reader alone, dropped at the limit, never holds anyone up.
-        self.backlog = 0
-        self.hold_threshold = 2 * self.limits.max_send_queue
+        self.pressure = Backpressure(clock, self._room_size)
         self.counter = ConnectionCounter(
             self.limits.max_clients, self.limits.max_per_ip
         )
@@ -584,32 +593,13 @@ class ChatFactory(ServerFactory):
         self.connections.add(protocol)
         self.counter.add(protocol.host)
 
-    def holding(self) -> bool:
-        """
-        Whether input should wait: more than one peer that input still waits
-        for is backed up (the server is producing faster than the network
-        takes it), or one is, by more than the threshold.  One slow reader
-        alone is its own problem: it is dropped at its send queue limit
-        without holding anyone up.
-        """
-        waiting = len(self.waiting_for)
-        return waiting > 1 or (waiting == 1 and self.backlog > self.hold_threshold)
-
-    def stop_waiting(self, protocol: ChatProtocol) -> None:
-        """
-        C{protocol}'s output drained (or we gave up on it, or it is gone): if
-        input need not wait any more, resume reading from everyone held.
-        """
-        self.waiting_for.discard(protocol)
-        if self.held_readers and not self.holding():
-            held, self.held_readers = self.held_readers, set()
-            for reader in held:
-                reader._pause_reading(_BACKPRESSURE, False)
+    def _room_size(self, key: str) -> int:
+        room = self.chat.rooms.get(key)
+        return len(room.members) if room is not None else 0
 
     def connection_lost(self, protocol: ChatProtocol) -> None:
-        self.held_readers.discard(protocol)
         protocol._uncongest()
-        self.stop_waiting(protocol)
+        self.pressure.gone(protocol)
         if protocol in self.connections:
             self.connections.remove(protocol)
             self.counter.remove(protocol.host)
