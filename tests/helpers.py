@@ -6,6 +6,7 @@ L{ChatProtocol} connections without sockets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from hypothesis import settings
@@ -39,6 +40,30 @@ def names(max_size: int) -> st.SearchStrategy[str]:
 
 nicks = names(NICK_MAX)
 rooms = names(ROOM_MAX)
+
+# The characters that text may not contain, written out from the
+# specification rather than taken from the code under test
+# (twisted_chat.shared.rules): C0 controls except TAB (so every ANSI escape
+# sequence), DEL, C1 controls, the bidi embeddings and overrides
+# (U+202A-202E) and isolates (U+2066-2069), LINE SEPARATOR and PARAGRAPH
+# SEPARATOR; and lone surrogates, which no UTF-8 decoder produces but another
+# front end might pass on.
+FORBIDDEN: tuple[str, ...] = tuple(
+    chr(c)
+    for first, last in [
+        (0x00, 0x08),
+        (0x0A, 0x1F),
+        (0x7F, 0x9F),
+        (0x202A, 0x202E),
+        (0x2066, 0x2069),
+        (0x2028, 0x2029),
+        (0xD800, 0xDFFF),
+    ]
+    for c in range(first, last + 1)
+)
+
+# The same characters, as a pattern to search text for.
+SPEC_FORBIDDEN = re.compile("[" + re.escape("".join(FORBIDDEN)) + "]")
 
 
 def observe_logs(test: SynchronousTestCase) -> EventLoggingObserver:

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import nicks, property_settings
-from tests.test_rules import FORBIDDEN
+from tests.helpers import FORBIDDEN, nicks, property_settings
 from twisted_chat.shared.commands import (
     USAGE,
     Help,

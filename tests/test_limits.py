@@ -10,8 +10,6 @@ the top of this module (L{Server}, L{Peer}) is shared by those modules.
 
 from __future__ import annotations
 
-import re
-
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress
@@ -25,14 +23,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.server.limits import ConnectionCounter, Limits
 from twisted_chat.server.line import ChatFactory, ChatProtocol, RefusedProtocol
-
-# The characters that must never reach another user, written out from the
-# specification rather than taken from the code under test: C0 controls
-# except TAB (so every ANSI escape sequence), DEL, C1 controls, the bidi
-# embeddings, overrides and isolates, and the line and paragraph separators.
-SPEC_FORBIDDEN = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
-)
 
 # Where another user's words may appear in a line: only after one of these
 # prefixes, which name the sender (or, for "-> ", the recipient).

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_limits import SPEC_FORBIDDEN, Peer, Server
+from tests.helpers import SPEC_FORBIDDEN
+from tests.test_limits import Peer, Server
 from twisted_chat.server.limits import Limits
 from twisted_chat.shared.rules import has_forbidden_characters
 

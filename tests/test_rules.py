@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import names, nicks, property_settings, rooms
+from tests.helpers import FORBIDDEN, names, nicks, property_settings, rooms
 from twisted_chat.shared.rules import (
     NICK_MAX,
     ROOM_MAX,
@@ -21,18 +21,6 @@ from twisted_chat.shared.rules import (
     normalize_room,
     replace_forbidden_characters,
     room_error,
-)
-
-# The forbidden characters, written out from the specification: C0 controls
-# except TAB, DEL, C1 controls, the bidi embeddings/overrides (U+202A-202E)
-# and isolates (U+2066-2069), LINE SEPARATOR and PARAGRAPH SEPARATOR.
-FORBIDDEN = (
-    [chr(c) for c in range(0x00, 0x20) if c != 0x09]
-    + [chr(c) for c in range(0x7F, 0xA0)]
-    + [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x2066, 0x206A)]
-    + ["\u2028", "\u2029"]
-    + [chr(c) for c in range(0xD800, 0xE000)]
 )
 
 NAME_CHARS = string.ascii_letters + string.digits + "_-"
