@@ -12,7 +12,6 @@ from collections.abc import Callable
 from hypothesis import settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -144,21 +143,6 @@ class UserSide(Protocol):
         return (data + newline).decode("utf-8").splitlines()
 
 
-@implementer(ISystemHandle)
-class _FakeTransport(iosim.FakeTransport):
-    """
-    iosim's transport, also providing L{ISystemHandle} (with no socket).
-
-    iosim's C{FakeTransport} declares C{ITLSTransport}, and so
-    C{ITCPTransport}, but not C{ISystemHandle}; C{tune_socket} assumes every
-    C{ITCPTransport} has a handle and raises C{TypeError} in
-    C{connectionMade} (a bug, reported).  Remove this once that is fixed.
-    """
-
-    def getHandle(self) -> None:
-        return None
-
-
 class ChatNetwork:
     """
     One L{ChatServer} behind a real L{ChatFactory}, and any number of
@@ -186,9 +170,9 @@ class ChatNetwork:
         user = UserSide()
         pump = iosim.connect(
             server_protocol,
-            _FakeTransport(server_protocol, True, host, peer),
+            iosim.FakeTransport(server_protocol, True, host, peer),
             user,
-            _FakeTransport(user, False, peer, host),
+            iosim.FakeTransport(user, False, peer, host),
             greet=False,
         )
         self._pumps.append(pump)
