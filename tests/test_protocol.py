@@ -30,9 +30,10 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.test.iosim import FakeAddress
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import alsoProvides
+from zope.interface import alsoProvides, noLongerProvides
 from zope.interface.verify import verifyObject
 
+from tests.helpers import observe_logs
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.server.limits import DEFAULT_MAX_LINE_LENGTH, Limits
@@ -235,8 +236,6 @@ class FramingTests(ProtocolTestCase):
 
     def test_invalid_utf8_logged(self) -> None:
         """A refused line is logged against the user who sent it."""
-        from tests.helpers import observe_logs
-
         alice, _ = self.connect("alice")
         events = observe_logs(self)
         alice.dataReceived(b"\xff\n")
@@ -512,11 +511,17 @@ class TuneSocketTests(SynchronousTestCase):
         self.assertEqual(transport.options, [])
 
     def test_not_tcp(self) -> None:
-        """A transport that is not TCP is left alone, without error."""
-        transport = StringTransport()
-        tune_socket(transport)
-        tune_socket(Wrapper(None))
-        self.assertFalse(ITCPTransport.providedBy(transport))
+        """
+        A transport with an IPv4 socket that does not provide ITCPTransport
+        gets no TCP options and no send buffer.
+        """
+        sock = self.handle(socket.AF_INET)
+        default = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        transport = FakeTCPTransport(sock)
+        noLongerProvides(transport, ITCPTransport)
+        tune_socket(transport, send_buffer=default // 4)
+        self.assertEqual(transport.options, [])
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), default)
 
     def test_on_connect(self) -> None:
         """ChatProtocol tunes its transport when the connection is made."""
