@@ -218,7 +218,7 @@ class RenderReplyTests(SynchronousTestCase):
             b":irc.test 005 al CASEMAPPING=ascii CHANMODES=,,,t CHANNELLEN=33 "
             b"CHANTYPES=# NETWORK=TestNet NICKLEN=20 PREFIX=(o)@ "
             b"TARGMAX=JOIN:,KICK:4,LIST:,NAMES:,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1 "
-            b"TOPICLEN=390 :are supported by this server\r\n"
+            b"TOPICLEN=300 :are supported by this server\r\n"
             b":irc.test 375 al :- irc.test Message of the day - \r\n"
             b":irc.test 372 al :- Be nice.\r\n"
             b":irc.test 376 al :End of /MOTD command.\r\n",

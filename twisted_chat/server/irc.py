@@ -184,7 +184,8 @@ class IRCServerInfo:
     version: str = "twisted-chat"
     created: str = "at start-up"
     motd: tuple[str, ...] = ()
-    topic_len: int = 390
+    # rules.TOPIC_MAX once it is committed; until then the same number.
+    topic_len: int = 300
 
 
 def isupport_tokens(info: IRCServerInfo) -> list[str]:
