@@ -660,6 +660,27 @@ class RefuseTests(ChatTestCase):
             (LogLevel.info, "twisted_chat.core.chat.ChatServer", "alice", alice.peer),
         )
 
+    def test_parser_refusals_logged(self) -> None:
+        """
+        A line the parser refuses (control characters, an unknown command, a
+        wrong usage) is logged against its sender with the reason.
+        """
+        _, alice_user = self.connect("alice")
+        events = observe_logs(self)
+        self.type(alice_user, "\x1b[31mred", "/dance", "/nick")
+        self.assertEqual(
+            [formatEvent(event) for event in self.refusals(events)],
+            [
+                "refused input from alice (10.0.0.1:5000): Your line contains "
+                "control characters (such as terminal escape sequences) and was "
+                "not sent.",
+                "refused input from alice (10.0.0.1:5000): Unknown command "
+                "/dance. Type /help for the list of commands, or start a "
+                "message with // to send a line beginning with /.",
+                "refused input from alice (10.0.0.1:5000): Usage: /nick NAME",
+            ],
+        )
+
     def test_refusal_logged_with_reason(self) -> None:
         """The logged refusal says why, for every log observer."""
         _, alice_user = self.connect("alice")

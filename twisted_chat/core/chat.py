@@ -188,7 +188,7 @@ class ChatServer:
             case Quit(reason):
                 self._quit(user, reason or "quit")
             case Invalid(message):
-                self.tell(user, lines.error(message))
+                self.refuse(user, message)
 
     # Commands
 
