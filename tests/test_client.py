@@ -15,6 +15,9 @@ import tempfile
 from typing import Any
 
 from OpenSSL import SSL
+from service_identity import VerificationError
+from service_identity.exceptions import DNSMismatch
+from service_identity.hazmat import DNS_ID
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
@@ -315,6 +318,25 @@ class DescribeFailureTests(SynchronousTestCase):
         error = SSL.Error([("SSL routines", "", "certificate verify failed")])
         self.assertEqual(
             describe_failure(Failure(error)), "TLS error: certificate verify failed"
+        )
+
+    def test_name_mismatch(self) -> None:
+        """service_identity's VerificationError: the certificate names another host."""
+        error = VerificationError(errors=[DNSMismatch(DNS_ID("chat.example"))])
+        self.assertEqual(
+            describe_failure(Failure(error)),
+            "TLS error: the server certificate does not match the host name",
+        )
+
+    def test_name_mismatch_by_class(self) -> None:
+        """An error is recognised by its class, not by a class name."""
+
+        class VerificationError(Exception):
+            pass
+
+        self.assertEqual(
+            describe_failure(Failure(VerificationError("something else"))),
+            "something else",
         )
 
     def test_other(self) -> None:

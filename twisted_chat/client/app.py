@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol, TextIO
 
 from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
@@ -90,8 +91,8 @@ def describe_failure(reason: Failure) -> str:
         details = error.args[0]
         if isinstance(details, list) and details and isinstance(details[-1], tuple):
             return f"TLS error: {details[-1][-1]}"
-    if type(error).__name__ == "VerificationError":
-        # service_identity: the certificate is valid but names another host.
+    if isinstance(error, VerificationError):
+        # The certificate is valid but names another host.
         return "TLS error: the server certificate does not match the host name"
     return reason.getErrorMessage()
 
