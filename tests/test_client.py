@@ -588,6 +588,158 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual((session.nick, session.wanted_nick), ("guest1", "alice"))
 
 
+class SeveralRoomsSessionTests(SynchronousTestCase):
+    """
+    L{ClientSession} follows a server where a user is in several rooms at
+    once, one of them current, and restores them all.
+    """
+
+    def greet(self, session: ClientSession, nick: str = "guest1") -> list[str]:
+        answers: list[str] = []
+        for line in greeting(nick):
+            answers += session.server_line(line)
+        return answers
+
+    def hear(self, session: ClientSession, *texts: str) -> list[str]:
+        answers: list[str] = []
+        for text in texts:
+            answers += session.server_line(text)
+        return answers
+
+    def rooms(self, session: ClientSession) -> tuple[str | None, list[str]]:
+        return session.room, session.rooms
+
+    def in_three_rooms(self) -> ClientSession:
+        """guest1 in #lobby, #dev and #ops, #ops current."""
+        session = ClientSession()
+        self.greet(session)
+        self.hear(
+            session,
+            lines.joined("guest1", "dev"),
+            lines.who("dev", ["guest1"]),
+            lines.joined("guest1", "ops"),
+            lines.who("ops", ["guest1"]),
+        )
+        return session
+
+    def test_join_keeps_rooms(self) -> None:
+        """A join adds a room and makes it current; the others stay."""
+        session = self.in_three_rooms()
+        self.assertEqual(self.rooms(session), ("ops", ["lobby", "dev", "ops"]))
+        self.assertEqual(
+            (session.wanted_room, session.wanted_rooms),
+            ("ops", ["lobby", "dev", "ops"]),
+        )
+
+    def test_now_talking(self) -> None:
+        """C{Now talking in} and C{already in} say which room is current."""
+        session = self.in_three_rooms()
+        self.hear(session, "*** Now talking in #dev.")
+        self.assertEqual(self.rooms(session), ("dev", ["lobby", "dev", "ops"]))
+        self.hear(session, "*** You are already in #dev.")
+        self.assertEqual((session.room, session.wanted_room), ("dev", "dev"))
+
+    def test_part_current(self) -> None:
+        """Leaving the current room: the server names the next current one."""
+        session = self.in_three_rooms()
+        self.hear(session, "*** Now talking in #dev.")
+        self.hear(session, "*** guest1 has left #dev (bye)", "*** Now talking in #ops.")
+        self.assertEqual(self.rooms(session), ("ops", ["lobby", "ops"]))
+        self.assertEqual(session.wanted_rooms, ["lobby", "ops"])
+
+    def test_part_other_room(self) -> None:
+        """Leaving a room that is not current: its line is marked, the rest stays."""
+        session = self.in_three_rooms()
+        self.hear(session, "[#lobby] " + lines.left("guest1", "lobby"))
+        self.assertEqual(self.rooms(session), ("ops", ["dev", "ops"]))
+
+    def test_no_room(self) -> None:
+        """After the last room, no room at all."""
+        session = ClientSession()
+        self.greet(session)
+        self.hear(
+            session,
+            lines.left("guest1", "lobby"),
+            "*** You are in no room now; /join one to talk.",
+        )
+        self.assertEqual(self.rooms(session), (None, []))
+        self.assertEqual((session.wanted_room, session.wanted_rooms), (None, []))
+
+    def test_kicked(self) -> None:
+        """Kicked from a room: it is left, and not rejoined later."""
+        session = self.in_three_rooms()
+        self.hear(session, "[#dev] *** op kicked guest1 from #dev (spam)")
+        self.assertEqual(self.rooms(session), ("ops", ["lobby", "ops"]))
+        self.hear(session, "*** op kicked guest1 from #ops (more spam)")
+        # The most recently joined room left is current until the server
+        # says otherwise.
+        self.assertEqual(self.rooms(session), ("lobby", ["lobby"]))
+        self.assertEqual(session.wanted_rooms, ["lobby"])
+
+    def test_others_change_nothing(self) -> None:
+        """Other users' joins, parts and kicks, marked or not, change nothing."""
+        session = self.in_three_rooms()
+        self.hear(
+            session,
+            "[#dev] *** carol has joined #dev",
+            "[#dev] *** carol has left #dev",
+            "*** op kicked carol from #ops (bye)",
+            "[#dev] <bob> *** guest1 has left #dev",
+            "<mallory> *** Now talking in #trap.",
+            "[#dev] *** Now talking in #trap.",
+            lines.quit_("bob", "quit"),
+        )
+        self.assertEqual(self.rooms(session), ("ops", ["lobby", "dev", "ops"]))
+
+    def test_restore_every_room(self) -> None:
+        """After a reconnection every room is joined, the current one last."""
+        session = self.in_three_rooms()
+        self.hear(session, "*** Now talking in #dev.")
+        session.connection_lost()
+        self.assertEqual(self.rooms(session), (None, []))
+        self.assertEqual(self.greet(session, "guest4"), ["/join ops", "/join dev"])
+
+    def test_restore_current_already_joined(self) -> None:
+        """The server's default room as the current one is made current again."""
+        session = self.in_three_rooms()
+        self.hear(session, "*** Now talking in #lobby.")
+        session.connection_lost()
+        self.assertEqual(self.greet(session), ["/join dev", "/join ops", "/join lobby"])
+
+    def test_restore_parts_default_room(self) -> None:
+        """A default room that was left is left again after the restore."""
+        session = self.in_three_rooms()
+        self.hear(session, "[#lobby] " + lines.left("guest1", "lobby"))
+        session.connection_lost()
+        self.assertEqual(self.greet(session), ["/join dev", "/join ops", "/part lobby"])
+
+    def test_restore_no_room(self) -> None:
+        """In no room before, in no room after."""
+        session = ClientSession()
+        self.greet(session)
+        self.hear(session, "*** You are in no room now; /join one to talk.")
+        session.connection_lost()
+        self.assertEqual(self.greet(session), ["/part lobby"])
+
+    def test_one_room_server(self) -> None:
+        """
+        With a server where /join leaves the old room (silently for the
+        joiner), the current room is right, and so is the restore.
+        """
+        session = ClientSession(wanted_room="dev")
+        self.assertEqual(self.greet(session), ["/join dev"])
+        self.hear(session, lines.joined("guest1", "dev"))
+        self.assertEqual(session.room, "dev")
+        self.hear(session, lines.joined("guest1", "ops"))
+        self.hear(session, lines.joined("guest1", "dev"))
+        self.assertEqual(session.room, "dev")
+        session.connection_lost()
+        # Each /join moves on such a server; the last one is the room.
+        self.assertEqual(self.greet(session), ["/join ops", "/join dev"])
+        self.hear(session, lines.joined("guest1", "ops"), lines.joined("guest1", "dev"))
+        self.assertEqual(session.room, "dev")
+
+
 @implementer(IStreamClientEndpoint)
 class FakeEndpoint:
     """An endpoint whose connection attempts the test completes or fails."""
