@@ -63,6 +63,7 @@ from twisted_chat.client.protocols import (
     terminal_safe,
 )
 from twisted_chat.client.session import ClientSession
+from twisted_chat.client.ui import Connection, Status
 from twisted_chat.shared import lines
 
 DEFAULTS: dict[str, Any] = {
@@ -1033,6 +1034,101 @@ class ReconnectTests(ClientTestCase):
         self.drop(transport)
         self.terminal.readConnectionLost()
         self.assertEqual(self.successResultOf(self.done), 0)
+
+
+class RecordingInterface:
+    """A user interface that records what the client tells it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.statuses: list[Status] = []
+        self.closed = False
+
+    def show(self, text: str, at: float | None = None) -> None:
+        self.lines.append(text)
+
+    def status(self, status: Status) -> None:
+        self.statuses.append(status)
+
+    def close(self) -> Deferred[None]:
+        self.closed = True
+        return Deferred.fromCoroutine(_nothing())
+
+
+async def _nothing() -> None:
+    return None
+
+
+class StatusTests(ClientTestCase):
+    """The client tells its user interface how the connection stands."""
+
+    def start_with(self, ui: RecordingInterface) -> None:
+        self.client = ChatClient(
+            self.clock,
+            self.endpoint,
+            self.label,
+            self.session,
+            self.err,
+            retry_policy=lambda attempt: 1.0,
+        )
+        self.done = self.client.start(ui)
+
+    def test_life(self) -> None:
+        """Connecting, connected (nick and rooms), reconnecting, quitting."""
+        ui = RecordingInterface()
+        self.start_with(ui)
+        self.assertEqual(ui.statuses, [Status(self.label, Connection.CONNECTING)])
+        transport = self.accept()
+        self.server_says(*greeting(), lines.joined("guest1", "dev"))
+        connected = Status(
+            self.label, Connection.CONNECTED, "guest1", "dev", ("lobby", "dev")
+        )
+        self.assertEqual(
+            ui.statuses[1:],
+            [
+                Status(self.label, Connection.CONNECTING, "guest1"),
+                Status(self.label, Connection.CONNECTED, "guest1", "lobby", ("lobby",)),
+                connected,
+            ],
+        )
+        transport.connected = False
+        transport.protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(ui.statuses[-1], Status(self.label, Connection.RECONNECTING))
+        self.assertEqual(ui.lines[-1], LOST)
+        self.clock.advance(1.0)
+        self.accept()
+        self.server_says(*greeting())
+        self.assertEqual(self.sent(), ["/join dev"])
+        self.server_says(lines.joined("guest1", "dev"))
+        self.assertEqual(ui.statuses[-1], connected)
+        self.client.typed("/quit")
+        self.assertEqual(ui.statuses[-1].connection, Connection.QUITTING)
+
+    def test_unchanged_not_repeated(self) -> None:
+        """A line that changes nothing of ours sends no status."""
+        ui = RecordingInterface()
+        self.start_with(ui)
+        self.accept()
+        self.server_says(*greeting())
+        count = len(ui.statuses)
+        self.server_says(lines.message("bob", "hi"), lines.joined("bob", "lobby"))
+        self.client.typed("hello")
+        self.assertEqual(len(ui.statuses), count)
+
+    def test_interrupted(self) -> None:
+        """Ctrl-C sends /quit; a second one leaves without waiting."""
+        ui = RecordingInterface()
+        self.start_with(ui)
+        transport = self.accept()
+        self.server_says(*greeting())
+        self.client.interrupted()
+        self.assertEqual(self.sent(), ["/quit"])
+        self.assertNoResult(self.done)
+        self.client.interrupted()
+        self.assertEqual(self.successResultOf(self.done), 0)
+        self.assertTrue(ui.closed)
+        self.clock.advance(0)
+        self.assertFalse(transport.connected)
 
 
 class MainTests(SynchronousTestCase):

@@ -2,9 +2,10 @@
 The command-line client: C{python -m twisted_chat.client}.
 
 Lines typed on standard input go to the server; lines from the server go to
-standard output, made safe for a terminal.  The client keeps one connection
-with L{ClientService}: when a connection that was up drops, it says so,
-reconnects with backoff and restores its nickname and room; a server that
+standard output, made safe for a terminal (L{TerminalProtocol}, a user
+interface in front of L{ChatClient}).  The client keeps one connection with
+L{ClientService}: when a connection that was up drops, it says so,
+reconnects with backoff and restores its nickname and rooms; a server that
 cannot be reached at start is a one-line error instead.
 
 C{/quit}, or the end of input (Ctrl-D, or the end of a pipe), sends C{/quit},
@@ -19,7 +20,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, Protocol, TextIO
+from typing import Any, NoReturn, TextIO
 
 from OpenSSL import SSL
 from service_identity import VerificationError
@@ -43,6 +44,7 @@ from twisted_chat.client.protocols import (
     TerminalProtocol,
 )
 from twisted_chat.client.session import ClientSession
+from twisted_chat.client.ui import Connection, Status, UserInterface
 from twisted_chat.shared.commands import Quit, parse_line
 
 PROGRAM = "twisted-chat"
@@ -100,21 +102,14 @@ def describe_failure(reason: Failure) -> str:
 # The client
 
 
-class Terminal(Protocol):
-    """Where the client prints (L{TerminalProtocol} on standard output)."""
-
-    def show(self, text: str) -> None: ...
-
-    def close(self) -> Deferred[None]: ...
-
-
 def _is_quit(line: str) -> bool:
     return isinstance(parse_line(line), Quit)
 
 
 class ChatClient:
     """
-    Joins the terminal to the server connection kept by a L{ClientService}.
+    Joins a user interface to the server connection kept by a
+    L{ClientService}.
 
     @ivar done: fires with the exit status once the client has finished: 0
         after C{/quit} or the end of input, 1 when the server could not be
@@ -147,7 +142,8 @@ class ChatClient:
             clock=clock,
         )
         self.done: Deferred[int] = Deferred()
-        self._terminal: Terminal | None = None
+        self._ui: UserInterface | None = None
+        self._status: Status | None = None
         self._server: ServerProtocol | None = None
         # A connection has been greeted: from now on a lost connection is
         # retried rather than reported as a failure to connect.
@@ -159,17 +155,42 @@ class ChatClient:
         self._timer: IDelayedCall | None = None
         self._not_greeted = False
 
-    def start(self, terminal: Terminal) -> Deferred[int]:
+    def start(self, ui: UserInterface) -> Deferred[int]:
         """Start connecting; return L{done}."""
-        self._terminal = terminal
+        self._ui = ui
+        self._update_status()
         self.service.startService()
         first = self.service.whenConnected(failAfterFailures=1)
         first.addErrback(self._first_attempt_failed)
         return self.done
 
+    @property
+    def connection(self) -> Connection:
+        """How the connection stands."""
+        if self._quitting:
+            return Connection.QUITTING
+        if self.session.ready:
+            return Connection.CONNECTED
+        if self._established:
+            return Connection.RECONNECTING
+        return Connection.CONNECTING
+
     def _show(self, text: str) -> None:
-        if self._terminal is not None:
-            self._terminal.show(text)
+        if self._ui is not None:
+            self._ui.show(text)
+
+    def _update_status(self) -> None:
+        """Tell the user interface what changed, if anything did."""
+        status = Status(
+            server=self.label,
+            connection=self.connection,
+            nick=self.session.nick,
+            room=self.session.room,
+            rooms=tuple(self.session.rooms),
+        )
+        if status != self._status and self._ui is not None and not self._finished:
+            self._status = status
+            self._ui.status(status)
 
     # ServerEvents
 
@@ -193,6 +214,7 @@ class ChatClient:
                 self._show(RECONNECTED)
             self._established = True
         self._send(answers)
+        self._update_status()
 
     def server_lost(self, server: ServerProtocol, reason: Failure) -> None:
         if server is not self._server:
@@ -220,10 +242,25 @@ class ChatClient:
                 self._cannot_connect(reason)
         elif was_ready:
             self._show(LOST)
+        self._update_status()
 
-    # TerminalEvents
+    # UserEvents
 
     def typed(self, line: str) -> None:
+        self._typed(line)
+        self._update_status()
+
+    def input_ended(self) -> None:
+        self.typed("/quit")
+
+    def interrupted(self) -> None:
+        if self._quitting:
+            # A second Ctrl-C: do not wait for the server any longer.
+            self._finish(0)
+        else:
+            self.input_ended()
+
+    def _typed(self, line: str) -> None:
         if self._quitting:
             return
         if self._established and not self.session.ready and _is_quit(line):
@@ -235,9 +272,6 @@ class ChatClient:
             self._finish(0)
             return
         self._send(self.session.typed(line))
-
-    def input_ended(self) -> None:
-        self.typed("/quit")
 
     # Internals
 
@@ -297,7 +331,7 @@ class ChatClient:
         # Not from inside a callback of the service's own state machine,
         # which cannot be re-entered.
         self.clock.callLater(0, self._stop_service)
-        closed = self._terminal.close() if self._terminal else succeed(None)
+        closed = self._ui.close() if self._ui else succeed(None)
         closed.addCallback(lambda ignored: self.done.callback(status))
 
 

@@ -1,8 +1,9 @@
 """
-The client's two adapters: L{ServerProtocol} on the connection to the server
-and L{TerminalProtocol} on standard input and output.  Both only frame and
-decode lines and forward them to the client (L{twisted_chat.client.app.ChatClient});
-the terminal side also makes sure nothing it prints can act on a terminal.
+The client's plain adapters: L{ServerProtocol} on the connection to the
+server, and L{TerminalProtocol} on standard input and output, the user
+interface of the plain mode.  Both only frame and decode lines and forward
+them to the client (L{twisted_chat.client.app.ChatClient}); the terminal side
+also makes sure nothing it prints can act on a terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_chat.client.ui import Status
 from twisted_chat.shared.rules import replace_forbidden_characters
 from twisted_chat.shared.sockets import tune_socket
 
@@ -44,14 +46,6 @@ class ServerEvents(TypingProtocol):
     def server_line(self, server: ServerProtocol, line: str) -> None: ...
 
     def server_lost(self, server: ServerProtocol, reason: Failure) -> None: ...
-
-
-class TerminalEvents(TypingProtocol):
-    """What L{TerminalProtocol} tells the client."""
-
-    def typed(self, line: str) -> None: ...
-
-    def input_ended(self) -> None: ...
 
 
 class ServerProtocol(LineReceiver):
@@ -99,6 +93,17 @@ class ServerFactory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> ServerProtocol:
         return ServerProtocol(self.events)
+
+
+class TerminalEvents(TypingProtocol):
+    """
+    What L{TerminalProtocol} tells the client: part of
+    L{twisted_chat.client.ui.UserEvents}.
+    """
+
+    def typed(self, line: str) -> None: ...
+
+    def input_ended(self) -> None: ...
 
 
 @implementer(IHalfCloseableProtocol)
@@ -161,12 +166,15 @@ class TerminalProtocol(Protocol):
         self._output_closed()
         self.readConnectionLost()
 
-    # Output
+    # Output (a UserInterface)
 
-    def show(self, text: str) -> None:
-        """Print one line, made safe for a terminal."""
+    def show(self, text: str, at: float | None = None) -> None:
+        """Print one line, made safe for a terminal, as it came."""
         if self._output_open:
             self.transport.write(terminal_safe(text).encode("utf-8") + b"\n")
+
+    def status(self, status: Status) -> None:
+        """A plain filter has no status line: nothing to do."""
 
     def close(self) -> Deferred[None]:
         """
