@@ -1,8 +1,9 @@
 """
 Tests for the command-line client (L{twisted_chat.client}): its options and
 endpoints (L{twisted_chat.client.options}), the session that tracks
-nickname, room and queued lines, the terminal and server protocols, and the
-whole client driven through fake connections and a L{Clock}.
+nickname, rooms and queued lines, the plain terminal and server protocols,
+and the whole client driven through fake connections and a L{Clock}.  The
+full-screen interface has its own tests, in L{tests.test_tui}.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from twisted_chat.client.app import (
     RECONNECTED,
     ChatClient,
     describe_failure,
+    full_screen_wanted,
     main,
     run,
 )
@@ -74,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "connect": None,
     "tls": False,
     "ca": None,
+    "plain": False,
 }
 
 
@@ -92,7 +95,10 @@ def a_certificate() -> FilePath[str]:
 
 
 class OptionsTests(SynchronousTestCase):
-    """C{--nick}, C{--room}, C{--host}, C{--port}, C{--connect}, C{--tls}, C{--ca}."""
+    """
+    C{--nick}, C{--room}, C{--host}, C{--port}, C{--connect}, C{--tls},
+    C{--ca}, C{--plain}.
+    """
 
     def test_defaults(self) -> None:
         """With no options: localhost:10001, no TLS, the server's names."""
@@ -107,6 +113,7 @@ class OptionsTests(SynchronousTestCase):
             "--port=10555",
             "--tls",
             "--ca=ca.pem",
+            "--plain",
         )
         self.assertEqual(
             dict(options),
@@ -118,6 +125,7 @@ class OptionsTests(SynchronousTestCase):
                 "connect": None,
                 "tls": True,
                 "ca": "ca.pem",
+                "plain": True,
             },
         )
 
@@ -1129,6 +1137,42 @@ class StatusTests(ClientTestCase):
         self.assertTrue(ui.closed)
         self.clock.advance(0)
         self.assertFalse(transport.connected)
+
+
+class FullScreenWantedTests(SynchronousTestCase):
+    """The full-screen interface is for terminals only, unless --plain."""
+
+    def pty(self) -> int:
+        """A new pseudo-terminal; its slave end."""
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        return slave
+
+    def test_terminal(self) -> None:
+        """Standard input and output on a terminal: full-screen."""
+        tty = self.pty()
+        self.assertTrue(full_screen_wanted(parse(), tty, tty, term="xterm"))
+
+    def test_plain(self) -> None:
+        """C{--plain} keeps the plain filter on a terminal."""
+        tty = self.pty()
+        self.assertFalse(full_screen_wanted(parse("--plain"), tty, tty, term="xterm"))
+
+    def test_dumb(self) -> None:
+        """A terminal that cannot move its cursor gets plain lines."""
+        tty = self.pty()
+        for term in ["dumb", ""]:
+            self.assertFalse(full_screen_wanted(parse(), tty, tty, term=term))
+
+    def test_pipes(self) -> None:
+        """Either side a pipe (a script, a filter): plain, exactly as before."""
+        tty = self.pty()
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        self.addCleanup(os.close, write)
+        self.assertFalse(full_screen_wanted(parse(), read, tty, term="xterm"))
+        self.assertFalse(full_screen_wanted(parse(), tty, write, term="xterm"))
 
 
 class MainTests(SynchronousTestCase):

@@ -1,30 +1,36 @@
 """
 Tests for L{twisted_chat.server.listen}: the IPv6-only endpoint and the listening
-service that fails with one clear line.
+service that fails with one clear line, whatever the reason.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+from typing import Any
 
 from twisted.internet.address import IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
     TCP4ServerEndpoint,
     TCP6ClientEndpoint,
     UNIXServerEndpoint,
     connectProtocol,
+    quoteStringArgument,
 )
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactor, RaisingMemoryReactor
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from tests.e2e import free_port, global_reactor, has_ipv6
+from tests.e2e import free_port, global_reactor, has_ipv6, short_temp_dir
+from tests.tls_helpers import new_authority, write_server_files
 from twisted_chat.server.listen import (
+    ListenFailed,
     ListenService,
     V6OnlyTCP6ServerEndpoint,
     server_endpoint,
@@ -229,3 +235,223 @@ class ListenServiceTests(TestCase):
         """Try a blocking connection to C{port} on 127.0.0.1: the errno."""
         with socket.socket() as probe:
             return probe.connect_ex(("127.0.0.1", port))
+
+    def failure(self, description: str) -> object:
+        """The code of the L{ListenFailed} that starting C{description} raises."""
+        service = ListenService(self.reactor, description, ServerFactory())
+        with self.assertRaises(ListenFailed) as caught:
+            self.start(service)
+        return caught.exception.code
+
+    def test_address_not_here(self) -> None:
+        """An interface address this machine does not have is refused."""
+        description = "tcp:0:interface=192.0.2.1"  # TEST-NET-1
+        self.assertEqual(
+            self.failure(description),
+            f"twistd chat: cannot listen on {description}: "
+            + os.strerror(errno.EADDRNOTAVAIL),
+        )
+
+    def test_unix_missing_directory(self) -> None:
+        """
+        A UNIX socket in a directory that does not exist names the lock file
+        Twisted tries to create there first.
+        """
+        path = os.path.join(short_temp_dir(self), "missing", "chat.sock")
+        self.assertEqual(
+            self.failure(f"unix:{path}"),
+            f"twistd chat: cannot listen on unix:{path}: {path}.lock: "
+            + os.strerror(errno.ENOENT),
+        )
+
+    def test_unix_no_permission(self) -> None:
+        """A UNIX socket in a directory without write permission is refused."""
+        if os.geteuid() == 0:
+            raise SkipTest("root writes in any directory")
+        directory = os.path.join(short_temp_dir(self), "locked")
+        os.mkdir(directory, 0o500)
+        path = os.path.join(directory, "chat.sock")
+        self.assertEqual(
+            self.failure(f"unix:{path}"),
+            f"twistd chat: cannot listen on unix:{path}: {path}.lock: "
+            + os.strerror(errno.EACCES),
+        )
+
+    def test_unix_in_use(self) -> None:
+        """
+        A UNIX socket another server listens on is refused, naming the lock
+        file that shows it.
+        """
+        path = os.path.join(short_temp_dir(self), "chat.sock")
+        self.start(ListenService(self.reactor, f"unix:{path}", ServerFactory()))
+        self.assertEqual(
+            self.failure(f"unix:{path}"),
+            f"twistd chat: cannot listen on unix:{path}: another process holds "
+            f"{path}.lock (is a server running there?)",
+        )
+
+
+class StartupErrorTests(SynchronousTestCase):
+    """
+    Every way a port can fail at start-up is one line in a L{ListenFailed}:
+    exit status 1, no traceback.
+    """
+
+    def setUp(self) -> None:
+        self.directory = short_temp_dir(self)
+        self.files = write_server_files(self.directory, new_authority())
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def ssl(self, key: str, certificate: str, *extra: str) -> str:
+        """An C{ssl} description with these files."""
+        return ":".join(
+            [
+                "ssl:6697",
+                f"privateKey={quoteStringArgument(key)}",
+                f"certKey={quoteStringArgument(certificate)}",
+                *extra,
+            ]
+        )
+
+    def failure(self, reactor: Any, description: str) -> str:
+        """
+        The line with which listening on C{description} fails, whether when
+        the service is made or when it starts.
+        """
+        with self.assertRaises(SystemExit) as caught:
+            service = ListenService(reactor, description, ServerFactory())
+            service.privilegedStartService()
+        self.assertIsInstance(caught.exception, ListenFailed)
+        code = caught.exception.code
+        assert isinstance(code, str)
+        self.assertEqual(code.splitlines(), [code])
+        prefix = f"twistd chat: cannot listen on {description}: "
+        self.assertTrue(code.startswith(prefix), code)
+        return code[len(prefix) :]
+
+    def test_daemon_sees_it(self) -> None:
+        """
+        L{ListenFailed} is also an L{Exception}, the only kind a daemonizing
+        twistd reports to its waiting parent.
+        """
+        self.assertTrue(issubclass(ListenFailed, SystemExit))
+        self.assertTrue(issubclass(ListenFailed, Exception))
+
+    def test_ssl_files_missing(self) -> None:
+        """A certificate file that does not exist is named."""
+        missing = self.path("missing.pem")
+        self.assertEqual(
+            self.failure(MemoryReactor(), self.ssl(missing, missing)),
+            f"{missing}: No such file or directory",
+        )
+
+    def test_ssl_key_is_a_directory(self) -> None:
+        """A key file that cannot be read is named, with the reason."""
+        self.assertEqual(
+            self.failure(
+                MemoryReactor(), self.ssl(self.directory, self.files.certificate)
+            ),
+            f"{self.directory}: Is a directory",
+        )
+
+    def test_ssl_key_unreadable(self) -> None:
+        """A key file without read permission is named."""
+        if os.geteuid() == 0:
+            raise SkipTest("root reads any file")
+        os.chmod(self.files.key, 0)
+        self.assertEqual(
+            self.failure(
+                MemoryReactor(), self.ssl(self.files.key, self.files.certificate)
+            ),
+            f"{self.files.key}: Permission denied",
+        )
+
+    def test_ssl_not_pem(self) -> None:
+        """A certificate that is not PEM is said to be one, with OpenSSL's words."""
+        not_pem = self.path("not-pem.pem")
+        with open(not_pem, "w") as file:
+            file.write("not a certificate\n")
+        why = self.failure(MemoryReactor(), self.ssl(self.files.key, not_pem))
+        self.assertTrue(
+            why.startswith(
+                "certKey and privateKey must hold a PEM certificate and its "
+                "private key (OpenSSL: "
+            ),
+            why,
+        )
+
+    def test_ssl_key_does_not_match(self) -> None:
+        """A key that is not the certificate's is refused."""
+        other = write_server_files(short_temp_dir(self), new_authority())
+        self.assertEqual(
+            self.failure(MemoryReactor(), self.ssl(other.key, self.files.certificate)),
+            "Certificate public and private keys do not match.",
+        )
+
+    def test_ssl_dh_parameters_missing(self) -> None:
+        """
+        A missing C{dhParameters} file fails at start-up, not at each
+        connection as it would in Twisted, which reads it lazily.
+        """
+        description = self.ssl(
+            self.files.key, self.files.certificate, "dhParameters=missing.pem"
+        )
+        why = self.failure(MemoryReactor(), description)
+        self.assertTrue(why.startswith("cannot set up TLS (OpenSSL: "), why)
+
+    def test_ssl_good(self) -> None:
+        """Good files make an SSL endpoint that listens."""
+        reactor = MemoryReactor()
+        description = self.ssl(self.files.key, self.files.certificate)
+        service = ListenService(reactor, description, ServerFactory())
+        self.assertIsInstance(service.endpoint, SSL4ServerEndpoint)
+        service.privilegedStartService()
+        self.assertEqual([port for port, *_ in reactor.sslServers], [6697])
+
+    def test_privileged_port(self) -> None:
+        """
+        A port below 1024 without the privilege to bind it says what is
+        needed; a higher port refused for another reason does not.
+        """
+        cases = {80: True, 8080: False}
+        for port, hinted in cases.items():
+            denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            reactor = RaisingMemoryReactor(CannotListenError("", port, denied))
+            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            self.assertEqual(
+                self.failure(reactor, f"tcp:{port}"),
+                os.strerror(errno.EACCES) + (hint if hinted else ""),
+            )
+
+    def test_unix_no_permission(self) -> None:
+        """
+        A UNIX socket in a directory the server may not write to names the
+        lock file Twisted creates first (as C{os.symlink} fails: the pid,
+        then the path).
+        """
+        lock = "/run/chat/chat.sock.lock"
+        # As os.symlink("1234", lock) raises it: (errno, strerror, filename,
+        # winerror, filename2).
+        denied = PermissionError(
+            errno.EACCES, os.strerror(errno.EACCES), "1234", None, lock.encode()
+        )
+        self.assertEqual(
+            self.failure(RaisingMemoryReactor(denied), "unix:/run/chat/chat.sock"),
+            f"{lock}: {os.strerror(errno.EACCES)}",
+        )
+
+    def test_systemd_no_socket(self) -> None:
+        """A systemd socket that was not passed is explained."""
+        self.assertEqual(
+            self.failure(MemoryReactor(), "systemd:domain=INET:index=99"),
+            "systemd passed no socket with that index (see LISTEN_FDS)",
+        )
+
+    def test_unknown_error(self) -> None:
+        """Any other failure is still one line, naming the exception."""
+        self.assertEqual(
+            self.failure(RaisingMemoryReactor(RuntimeError("boom")), "tcp:1"),
+            "RuntimeError: boom",
+        )

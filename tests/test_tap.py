@@ -7,6 +7,7 @@ L{twisted_chat.server.service.ChatService} in it, which stops the chat.
 from __future__ import annotations
 
 import gc
+import os
 import resource
 from typing import Any
 
@@ -23,7 +24,11 @@ from twisted_chat.core.chat import DEFAULT_ANNOUNCE_LIMIT, ChatServer
 from twisted_chat.server import limits
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory, ChatProtocol
-from twisted_chat.server.listen import ListenService, V6OnlyTCP6ServerEndpoint
+from twisted_chat.server.listen import (
+    ListenFailed,
+    ListenService,
+    V6OnlyTCP6ServerEndpoint,
+)
 from twisted_chat.server.service import SHUTDOWN_GRACE, ChatService
 from twisted_chat.server.tap import Options, endpoint_description, makeService
 
@@ -253,6 +258,30 @@ class BadPortTests(SynchronousTestCase):
     def test_unknown_parameter(self) -> None:
         """An unknown parameter is named."""
         self.assert_refused("tcp:1:foo=2", "foo")
+
+    def test_unknown_ssl_method(self) -> None:
+        """An C{sslmethod} OpenSSL does not have is named."""
+        self.assert_refused("ssl:6697:sslmethod=BOGUS", "BOGUS")
+
+    def test_machine_errors_left_to_start_up(self) -> None:
+        """
+        What depends on the machine, not on the text (the files an C{ssl}
+        port names, the sockets systemd passed), is not a usage error: the
+        port is kept as typed, and making the service stops with one line.
+        """
+        missing = "ssl:6697:privateKey=missing.pem:certKey=missing.pem"
+        systemd = "systemd:domain=INET:index=99"
+        for port, why in [
+            (missing, os.path.abspath("missing.pem") + ": No such file or directory"),
+            (systemd, "systemd passed no socket with that index (see LISTEN_FDS)"),
+        ]:
+            options = parse("--port", port)
+            self.assertEqual(options["port"], [port])
+            with self.assertRaises(ListenFailed) as caught:
+                makeService(options, MemoryReactorClock())
+            self.assertEqual(
+                caught.exception.code, f"twistd chat: cannot listen on {port}: {why}"
+            )
 
     def test_good_descriptions_pass(self) -> None:
         """Valid descriptions of every kind are accepted as typed."""

@@ -1,12 +1,14 @@
 """
 The command-line client: C{python -m twisted_chat.client}.
 
-Lines typed on standard input go to the server; lines from the server go to
-standard output, made safe for a terminal (L{TerminalProtocol}, a user
-interface in front of L{ChatClient}).  The client keeps one connection with
-L{ClientService}: when a connection that was up drops, it says so,
-reconnects with backoff and restores its nickname and rooms; a server that
-cannot be reached at start is a one-line error instead.
+On a terminal it is a full-screen program (L{FullScreen}: scrollback, status
+line, an input line with history).  Otherwise, or with C{--plain}, lines
+typed on standard input go to the server and lines from the server go to
+standard output, made safe for a terminal (L{TerminalProtocol}).  Either is
+a user interface in front of the same L{ChatClient}, which keeps one
+connection with L{ClientService}: when a connection that was up drops, it
+says so, reconnects with backoff and restores its nickname and rooms; a
+server that cannot be reached at start is a one-line error instead.
 
 C{/quit}, or the end of input (Ctrl-D, or the end of a pipe), sends C{/quit},
 prints whatever the server still sends and exits with status 0 once the
@@ -17,6 +19,8 @@ server closes the connection::
 
 from __future__ import annotations
 
+import io
+import os
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +29,7 @@ from typing import Any, NoReturn, TextIO
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.application.internet import ClientService, backoffPolicy
+from twisted.conch.insults.insults import ServerProtocol as InsultsServerProtocol
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
 from twisted.internet.interfaces import (
@@ -33,10 +38,20 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.stdio import StandardIO
-from twisted.logger import Logger
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogLevel,
+    eventAsText,
+    globalLogBeginner,
+)
 from twisted.python import usage
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from twisted_chat.client.fullscreen import FullScreen
+from twisted_chat.client.localterminal import LocalTerminal, is_terminal
 from twisted_chat.client.options import Options, client_endpoint
 from twisted_chat.client.protocols import (
     ServerFactory,
@@ -338,6 +353,24 @@ class ChatClient:
 # The program
 
 
+def full_screen_wanted(
+    options: Options, stdin: int = 0, stdout: int = 1, term: str | None = None
+) -> bool:
+    """
+    Whether to run full-screen: when standard input and output are both a
+    terminal that can do it (C{TERM} is set and not C{dumb}), unless
+    C{--plain} says otherwise.
+    """
+    if term is None:
+        term = os.environ.get("TERM", "")
+    return (
+        not options["plain"]
+        and term not in ("", "dumb")
+        and is_terminal(stdin)
+        and is_terminal(stdout)
+    )
+
+
 def run(
     reactor: Any,
     options: Options,
@@ -346,7 +379,8 @@ def run(
     err: TextIO | None = None,
 ) -> Deferred[int]:
     """
-    Run the client on standard input and output until it is done.
+    Run the client on standard input and output until it is done: full-screen
+    on a terminal, else (or with C{--plain}) as a plain filter.
 
     @return: a Deferred that fires with the exit status.
     """
@@ -357,11 +391,72 @@ def run(
         err.write(f"{PROGRAM}: {e}\n")
         return succeed(2)
     session = ClientSession(wanted_nick=options["nick"], wanted_room=options["room"])
+    if full_screen_wanted(options, stdin, stdout):
+        return _run_full_screen(reactor, endpoint, label, session, stdin, stdout, err)
     client = ChatClient(reactor, endpoint, label, session, err)
     terminal = TerminalProtocol(client)
     # mypy sees the Windows StandardIO, which takes no descriptors.
     StandardIO(terminal, stdin, stdout, reactor=reactor)  # type: ignore[call-arg,misc]
     return client.start(terminal)
+
+
+@implementer(ILogObserver)
+class _ErrorsOnScreen:
+    """
+    Errors logged while the screen is taken (Twisted writes critical ones to
+    standard error, which would scribble over it): shown as one line on the
+    screen, and kept whole for standard error once the terminal is back.
+    """
+
+    def __init__(self, ui: FullScreen) -> None:
+        self.ui = ui
+        self.kept: list[str] = []
+        self._showing = False
+
+    def __call__(self, event: LogEvent) -> None:
+        if event.get("log_level") not in (LogLevel.error, LogLevel.critical):
+            return
+        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+        self.kept.append(text + "\n")
+        if not self._showing:
+            self._showing = True
+            try:
+                first = text.splitlines()[0] if text else "?"
+                self.ui.show(f"--- error: {first}")
+            finally:
+                self._showing = False
+
+
+def _run_full_screen(
+    reactor: Any,
+    endpoint: IStreamClientEndpoint,
+    label: str,
+    session: ClientSession,
+    stdin: int,
+    stdout: int,
+    err: TextIO,
+) -> Deferred[int]:
+    # What would go to standard error waits until the terminal is back.
+    held = io.StringIO()
+    client = ChatClient(reactor, endpoint, label, session, held)
+    ui = FullScreen(client, reactor, label)
+    errors = _ErrorsOnScreen(ui)
+    globalLogBeginner.beginLoggingTo([errors], redirectStandardIO=False)
+    local = LocalTerminal(reactor, stdin, stdout)
+    local.enter()
+    StandardIO(  # type: ignore[call-arg,misc]
+        InsultsServerProtocol(lambda: ui), stdin, stdout, reactor=reactor
+    )
+    ui.terminalSize(*local.size())
+    local.watch_size(ui.terminalSize)
+
+    def give_back(status: Any) -> Any:
+        local.restore()
+        err.write(held.getvalue() + "".join(errors.kept))
+        err.flush()
+        return status
+
+    return client.start(ui).addBoth(give_back)
 
 
 def _exit_status(status: int) -> None:

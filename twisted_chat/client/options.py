@@ -37,13 +37,22 @@ def _port(value: str) -> int:
 class Options(usage.Options):
     synopsis = "Usage: python -m twisted_chat.client [options]"
     longdesc = (
-        "Chat on a twisted-chat server: lines you type are sent, lines from "
-        "the server are printed. /quit or end of input (Ctrl-D) leaves. If "
-        "the connection drops, the client reconnects and takes back its "
-        "nickname and room."
+        "Chat on a twisted-chat server. On a terminal the client takes the "
+        "whole screen: the conversation above, a status line, and an input "
+        "line with history (Up, Down) that incoming lines never disturb. "
+        "Otherwise (a pipe, a script, or --plain), lines read are sent and "
+        "lines from the server are printed. /quit, Ctrl-C or Ctrl-D leaves. "
+        "If the connection drops, the client reconnects and takes back its "
+        "nickname and rooms."
     )
 
     optFlags = [
+        [
+            "plain",
+            None,
+            "Plain lines in and out even on a terminal, as when standard "
+            "input or output is a pipe: no full-screen display.",
+        ],
         [
             "tls",
             None,
@@ -80,6 +89,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self["tls"] = bool(self["tls"])
+        self["plain"] = bool(self["plain"])
         if self["nick"] is not None:
             problem = nick_error(self["nick"])
             if problem is not None:

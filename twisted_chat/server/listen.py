@@ -6,12 +6,15 @@ port cannot be opened.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from typing import Any
 
+from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, endpoints
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, VerifyError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -64,26 +67,95 @@ class V6OnlyTCP6ServerEndpoint:
 
 def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     """
-    L{endpoints.serverFromString}, except that a C{tcp6} listener is IPv6 only.
+    L{endpoints.serverFromString}, except that a C{tcp6} listener is IPv6 only
+    and an C{ssl} one has loaded all its files.
     """
     endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, description)
+    # The parsed values live in private attributes; the tests of this
+    # function would notice if Twisted renamed them.
     if isinstance(endpoint, endpoints.TCP6ServerEndpoint):
-        # The parsed values live in private attributes; the tests of this
-        # function would notice if Twisted renamed them.
         return V6OnlyTCP6ServerEndpoint(
             reactor,
             endpoint._port,
             endpoint._backlog,
             endpoint._interface,
         )
+    if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+        # Twisted reads the certificate and key while parsing, but the
+        # dhParameters file only when the first client connects, failing
+        # every connection if it is missing: make the TLS context now.
+        endpoint._sslContextFactory.getContext()
     return endpoint
+
+
+class ListenFailed(SystemExit, Exception):
+    """
+    A port cannot be listened on: one line for twistd to print before it
+    exits with status 1.
+
+    A L{SystemExit}, so that twistd prints the line and no traceback.  Also
+    an L{Exception}: a daemonizing twistd (without C{-n}) tells its waiting
+    parent only about an L{Exception}, and otherwise leaves it waiting for
+    ever (U{https://github.com/twisted/twisted/issues/7745}); with this the
+    parent prints the line and exits with status 1.
+    """
+
+
+def why_not_listening(error: BaseException, description: str) -> str:
+    """
+    Why listening on C{description} failed with C{error}, in a few words for
+    the user: the system's message, the file it is about, or what to fix.
+    """
+    if isinstance(error, CannotListenError):
+        reason = error.socketError
+        if reason == "Cannot acquire lock":  # unix: another process has it
+            lock = os.fsdecode(error.port) + ".lock"
+            return f"another process holds {lock} (is a server running there?)"
+        if not isinstance(reason, BaseException):
+            return str(reason)
+        why = why_not_listening(reason, description)
+        port = error.port
+        denied = getattr(reason, "errno", None) == errno.EACCES
+        if denied and isinstance(port, int) and 0 < port < 1024:
+            why += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        return why
+    if isinstance(error, OSError):
+        why = error.strerror or str(error)
+        # os.symlink (the unix: endpoint's lock file) names its target second.
+        path = error.filename if error.filename2 is None else error.filename2
+        if isinstance(path, (str, bytes)):
+            return f"{os.fsdecode(path)}: {why}"
+        return why
+    if isinstance(error, crypto.Error):
+        return (
+            "certKey and privateKey must hold a PEM certificate and its private "
+            f"key ({_openssl_reasons(error)})"
+        )
+    if isinstance(error, SSL.Error):
+        return f"cannot set up TLS ({_openssl_reasons(error)})"
+    if isinstance(error, VerifyError):
+        return str(error)
+    if isinstance(error, IndexError) and description.lower().startswith("systemd:"):
+        return "systemd passed no socket with that index (see LISTEN_FDS)"
+    return f"{type(error).__name__}: {error}"
+
+
+def _openssl_reasons(error: Exception) -> str:
+    """The reasons in an OpenSSL error: C{OpenSSL: PEM routines: no start line}."""
+    queue = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [f"{library}: {reason}" for library, _, reason in queue if reason]
+    return "OpenSSL: " + ("; ".join(reasons) or str(error))
 
 
 class ListenService(StreamServerEndpointService):
     """
-    Listens on one endpoint description.  A port that cannot be opened (in
-    use, no permission, bad address) stops start-up with one clear line and
-    exit status 1 instead of a traceback.
+    Listens on one endpoint description.  A port that cannot be opened stops
+    start-up with one clear line and exit status 1 instead of a traceback
+    (L{ListenFailed}): files an C{ssl} port names (missing, unreadable, not
+    a certificate and its key) when the service is made, before twistd
+    starts logging, so the line is all that stderr shows; the socket itself
+    (in use, no permission, no such address or directory) when it starts,
+    so the line goes to twistd's log.
     """
 
     def __init__(
@@ -93,19 +165,21 @@ class ListenService(StreamServerEndpointService):
         factory: IProtocolFactory,
         label: str | None = None,
     ) -> None:
-        super().__init__(server_endpoint(reactor, description), factory)
         self.description = description
         self.label = label or description
+        try:
+            endpoint = server_endpoint(reactor, description)
+        except Exception as e:
+            raise self._failed(e) from None
+        super().__init__(endpoint, factory)
         self._raiseSynchronously = True
 
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
-        except (CannotListenError, OSError) as e:
-            reason = e.socketError if isinstance(e, CannotListenError) else e
-            why = getattr(reason, "strerror", None) or str(reason)
-            # SystemExit, not a logged traceback: twistd prints the one line
-            # and exits with status 1.
-            raise SystemExit(
-                f"twistd chat: cannot listen on {self.label}: {why}"
-            ) from None
+        except Exception as e:
+            raise self._failed(e) from None
+
+    def _failed(self, error: Exception) -> ListenFailed:
+        why = why_not_listening(error, self.description)
+        return ListenFailed(f"twistd chat: cannot listen on {self.label}: {why}")

@@ -40,15 +40,24 @@ def endpoint_description(port: str, backlog: int) -> str:
 def check_description(description: str, typed: str) -> None:
     """
     Parse an endpoint description without listening, so that a mistake in
-    C{--port} is a usage error rather than a traceback at start-up.
+    the text of C{--port} (an unknown type or parameter, a port that is not
+    a number from 0 to 65535) is a usage error rather than a traceback.
+
+    What depends on the machine rather than on the text is left to
+    start-up, which reports it in one line with exit status 1 (see
+    L{ListenService}): a file an C{ssl} port names that is missing,
+    unreadable or not a certificate and its key, or a socket that systemd
+    did not pass.
     """
     try:
         endpoint = endpoints.serverFromString(None, description)
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
         hint = ""
         if "interface=" in description and "\\:" not in description:
             hint = " (write the colons of an IPv6 address as \\:)"
         raise usage.UsageError(f"--port {typed}: {e}{hint}") from None
+    except Exception:
+        return
     port = getattr(endpoint, "_port", None)
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise usage.UsageError(f"--port {typed}: {port} is not a port number")
