@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import sys
@@ -156,7 +157,8 @@ def observe(source: Deferred[T]) -> Deferred[T]:
 class ServerProcess(ProcessProtocol):
     """
     A running C{twistd}: collects everything it writes (stdout and stderr
-    together, as a terminal would show them) and says when it has ended.
+    together, as a terminal would show them, and stderr alone too) and says
+    when it has ended.
 
     @ivar ended: fires with the exit status (L{None} if a signal killed it)
         once the process has exited and its output is all read.
@@ -165,6 +167,7 @@ class ServerProcess(ProcessProtocol):
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
         self.data = b""
+        self.error_data = b""
         self.exit_code: int | None = None
         self.exit_signal: int | None = None
         self.running = True
@@ -176,11 +179,18 @@ class ServerProcess(ProcessProtocol):
         """Everything the process has written so far."""
         return self.data.decode("utf-8", "replace")
 
+    @property
+    def errors(self) -> str:
+        """What the process has written to stderr so far."""
+        return self.error_data.decode("utf-8", "replace")
+
     def outReceived(self, data: bytes) -> None:
         self.data += data
         self._check_watches()
 
-    errReceived = outReceived
+    def errReceived(self, data: bytes) -> None:
+        self.error_data += data
+        self.outReceived(data)
 
     def processEnded(self, reason: Failure) -> None:
         self.running = False
@@ -248,21 +258,37 @@ def spawn_twistd(
     reactor: Any,
     args: Sequence[str],
     cwd: str | None = None,
+    daemon: bool = False,
 ) -> ServerProcess:
     """
     Run C{twistd -n --pidfile= ARGS...} (in C{cwd}, by default a new temporary
     directory) and return it at once; it is killed when C{test} is cleaned up.
+
+    With C{daemon}, run C{twistd --pidfile=twistd.pid ARGS...} instead: the
+    process is the parent that waits for the daemon to start, and the daemon,
+    if it is still running at clean-up, is killed by its pid file.
     """
     process_reactor: IReactorProcess = reactor
     if cwd is None:
         cwd = short_temp_dir(test)
     server = ServerProcess(reactor)
-    argv = [*twistd_command(), "-n", "--pidfile=", *args]
+    if daemon:
+        pidfile = os.path.join(cwd, "twistd.pid")
+        test.addCleanup(_kill_daemon, pidfile)
+        argv = [*twistd_command(), f"--pidfile={pidfile}", *args]
+    else:
+        argv = [*twistd_command(), "-n", "--pidfile=", *args]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     process_reactor.spawnProcess(server, argv[0], argv, env=env, path=cwd)
     test.addCleanup(server.kill)
     return server
+
+
+def _kill_daemon(pidfile: str) -> None:
+    """Kill the daemon whose pid is in C{pidfile}, if there is one."""
+    with suppress(OSError, ValueError):
+        os.kill(int(Path(pidfile).read_text()), signal.SIGKILL)
 
 
 def start_server(

@@ -21,6 +21,7 @@ from tests.e2e import (
     free_port,
     global_reactor,
     has_ipv6,
+    poll,
     short_temp_dir,
     spawn_twistd,
     start_server,
@@ -28,6 +29,15 @@ from tests.e2e import (
 
 WELCOME = "*** Welcome to twisted-chat! Type /help for the commands."
 SHUTDOWN = "*** Server shutting down: the server is stopping"
+
+
+def read_text(path: str) -> str:
+    """The text of the file at C{path}, or C{""} if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read()
+    except OSError:
+        return ""
 
 
 def greeting(nick: str, room: str, members: str) -> list[str]:
@@ -219,6 +229,67 @@ class StartStopTests(TestCase):
         )
         self.assertEqual(server.output.count(message), 1)
         self.assertNotIn("Traceback", server.output)
+
+    async def test_port_in_use_daemon(self) -> None:
+        """
+        Without C{-n}, a server whose port is taken exits with status 1 and
+        says why, instead of leaving twistd waiting for ever for the daemon
+        to start; the daemon's log holds the whole line.
+        """
+        reactor = global_reactor()
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        typed = str(taken.getsockname()[1])
+        directory = short_temp_dir(self)
+
+        server = spawn_twistd(
+            self, reactor, ["chat", "--port", typed], cwd=directory, daemon=True
+        )
+        self.assertEqual(await server.wait_ended(), 1)
+        self.assertIn(f"cannot listen on {typed}: ", server.errors)
+        log = os.path.join(directory, "twistd.log")
+        message = f"twistd chat: cannot listen on {typed}: Address already in use"
+        await poll(reactor, lambda: message in read_text(log), "the daemon's log")
+        self.assertNotIn("Traceback", read_text(log))
+
+    async def test_ssl_files_missing(self) -> None:
+        """
+        An C{ssl} port whose certificate and key files do not exist stops
+        start-up with exit status 1 and one line on stderr, naming the file.
+        """
+        reactor = global_reactor()
+        directory = short_temp_dir(self)
+        typed = "ssl:6697:privateKey=missing.pem:certKey=missing.pem"
+
+        server = spawn_twistd(self, reactor, ["chat", "--port", typed], directory)
+        self.assertEqual(await server.wait_ended(), 1)
+        missing = os.path.join(os.path.realpath(directory), "missing.pem")
+        self.assertEqual(
+            (server.errors, server.output),
+            (
+                f"twistd chat: cannot listen on {typed}: {missing}: No such file "
+                "or directory\n",
+            )
+            * 2,
+        )
+
+    async def test_usage_error(self) -> None:
+        """
+        A mistake in the text of C{--port} is twistd's usage error: the
+        options and one line naming it on stdout, exit status 1.
+        """
+        reactor = global_reactor()
+        server = spawn_twistd(self, reactor, ["chat", "--port", "bogus:1"])
+        self.assertEqual(await server.wait_ended(), 1)
+        lines = server.output.splitlines()
+        self.assertTrue(
+            lines[-1].endswith(": --port bogus:1: Unknown endpoint type: 'bogus'"),
+            lines[-1],
+        )
+        self.assertIn("--max-clients=", server.output)
+        self.assertEqual(server.errors, "")
 
     async def test_sigterm_tells_every_user(self) -> None:
         """
