@@ -21,10 +21,12 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from twisted_chat.core.chat import ChatServer
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.chat import ChatServer, User
+from twisted_chat.core.events import SHARED_EVENTS
+from twisted_chat.core.interfaces import IChatClient, View
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory
+from twisted_chat.server.line_render import CURRENT, OTHER, RENDERER, render_reply
 from twisted_chat.shared.rules import NICK_MAX, ROOM_MAX
 
 # Property tests: no example database (nothing written to the tree) and no
@@ -91,6 +93,10 @@ class FakeClient:
         self.sent: list[bytes] = []
         self.lines: list[str] = []
         self.disconnects: list[str] = []
+        # The replies received, as events; and the user, set by the test
+        # once connected (a front end knows its user's current nickname).
+        self.replies: list[object] = []
+        self.user: User | None = None
         self.on_send: Callable[[bytes], None] | None = None
 
     def send(self, data: bytes) -> None:
@@ -100,6 +106,19 @@ class FakeClient:
         self.lines.extend(data.decode("utf-8").split("\n")[:-1])
         if self.on_send is not None:
             self.on_send(data)
+
+    def view(self, current: bool) -> View:
+        return (RENDERER, CURRENT if current else OTHER, True)
+
+    def reply(self, event: object) -> None:
+        self.replies.append(event)
+        if isinstance(event, SHARED_EVENTS):
+            # A room event told to this client alone: as the room's members
+            # whose current room it is see it.
+            self.send(RENDERER.render(event, CURRENT))
+        else:
+            nick = self.user.nick if self.user is not None else ""
+            self.send(render_reply(event, nick))  # type: ignore[arg-type]
 
     def disconnect(self, reason: str) -> None:
         self.disconnects.append(reason)

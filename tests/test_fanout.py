@@ -6,12 +6,13 @@ implementations provide the interfaces they claim.
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
 from tests.helpers import FakeClient
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.fanout import LocalFanout
-from twisted_chat.core.interfaces import IChatClient, IFanout
+from twisted_chat.core.interfaces import IChatClient, IFanout, IRenderer, View
 from twisted_chat.shared import lines
 
 
@@ -46,6 +47,37 @@ class FakeClientTests(SynchronousTestCase):
         self.assertRaises(AssertionError, FakeClient().send, b"partial")
 
 
+@implementer(IRenderer)
+class Identity:
+    """A renderer whose events are their own wire form, counting renders."""
+
+    def __init__(self) -> None:
+        self.rendered: list[tuple[object, object]] = []
+
+    def render(self, event: object, variant: object) -> bytes:
+        self.rendered.append((event, variant))
+        assert isinstance(event, bytes)
+        return event
+
+
+IDENTITY = Identity()
+
+
+class BytesClient(FakeClient):
+    """A L{FakeClient} whose events are bytes, rendered as they are."""
+
+    def __init__(self, peer: str = "fake", echo: bool = True) -> None:
+        super().__init__(peer)
+        self.echo = echo
+
+    def view(self, current: bool) -> View:
+        return (IDENTITY, current, self.echo)
+
+    def reply(self, event: object) -> None:
+        assert isinstance(event, bytes)
+        self.send(event)
+
+
 class PublishTests(SynchronousTestCase):
     """Subscribing, unsubscribing and publishing."""
 
@@ -54,8 +86,8 @@ class PublishTests(SynchronousTestCase):
         # Every delivery, in the order it happened: (client, data).
         self.deliveries: list[tuple[str, bytes]] = []
 
-    def client(self, name: str) -> FakeClient:
-        client = FakeClient(peer=name)
+    def client(self, name: str) -> BytesClient:
+        client = BytesClient(peer=name)
 
         def record(data: bytes) -> None:
             self.deliveries.append((name, data))
@@ -66,8 +98,8 @@ class PublishTests(SynchronousTestCase):
     def test_publish(self) -> None:
         """Members get what is published, in subscription then publish order."""
         alice, bob = self.client("alice"), self.client("bob")
-        self.fanout.subscribe("lobby", alice)
-        self.fanout.subscribe("lobby", bob)
+        self.fanout.subscribe("lobby", alice, True)
+        self.fanout.subscribe("lobby", bob, True)
         self.fanout.publish("lobby", b"one\n")
         self.fanout.publish("lobby", b"two\n")
         self.assertEqual(
@@ -84,7 +116,7 @@ class PublishTests(SynchronousTestCase):
         """Every member is given the very same bytes object."""
         clients = [self.client(f"c{i}") for i in range(5)]
         for client in clients:
-            self.fanout.subscribe("lobby", client)
+            self.fanout.subscribe("lobby", client, True)
         data = lines.encode("hello")
         self.fanout.publish("lobby", data)
         for client in clients:
@@ -94,24 +126,24 @@ class PublishTests(SynchronousTestCase):
     def test_rooms_are_separate(self) -> None:
         """A line published to one room reaches only that room's members."""
         alice, bob = self.client("alice"), self.client("bob")
-        self.fanout.subscribe("lobby", alice)
-        self.fanout.subscribe("games", bob)
+        self.fanout.subscribe("lobby", alice, True)
+        self.fanout.subscribe("games", bob, True)
         self.fanout.publish("games", b"gg\n")
         self.assertEqual(self.deliveries, [("bob", b"gg\n")])
 
     def test_subscribe_twice(self) -> None:
         """Subscribing twice delivers once."""
         alice = self.client("alice")
-        self.fanout.subscribe("lobby", alice)
-        self.fanout.subscribe("lobby", alice)
+        self.fanout.subscribe("lobby", alice, True)
+        self.fanout.subscribe("lobby", alice, True)
         self.fanout.publish("lobby", b"once\n")
         self.assertEqual(alice.lines, ["once"])
 
     def test_unsubscribe(self) -> None:
         """An unsubscribed client gets nothing more; the others still do."""
         alice, bob = self.client("alice"), self.client("bob")
-        self.fanout.subscribe("lobby", alice)
-        self.fanout.subscribe("lobby", bob)
+        self.fanout.subscribe("lobby", alice, True)
+        self.fanout.subscribe("lobby", bob, True)
         self.fanout.publish("lobby", b"before\n")
         self.fanout.unsubscribe("lobby", alice)
         self.fanout.publish("lobby", b"after\n")
@@ -121,10 +153,10 @@ class PublishTests(SynchronousTestCase):
     def test_resubscribe(self) -> None:
         """A client can leave a room and come back."""
         alice = self.client("alice")
-        self.fanout.subscribe("lobby", alice)
+        self.fanout.subscribe("lobby", alice, True)
         self.fanout.unsubscribe("lobby", alice)
         self.fanout.publish("lobby", b"missed\n")
-        self.fanout.subscribe("lobby", alice)
+        self.fanout.subscribe("lobby", alice, True)
         self.fanout.publish("lobby", b"back\n")
         self.assertEqual(alice.lines, ["back"])
 
@@ -132,7 +164,7 @@ class PublishTests(SynchronousTestCase):
         """Unsubscribing from an unknown room, or a non-member, is harmless."""
         alice, bob = self.client("alice"), self.client("bob")
         self.fanout.unsubscribe("nowhere", alice)
-        self.fanout.subscribe("lobby", alice)
+        self.fanout.subscribe("lobby", alice, True)
         self.fanout.unsubscribe("lobby", bob)
         self.fanout.unsubscribe("games", alice)
         self.fanout.unsubscribe("lobby", alice)
@@ -149,7 +181,7 @@ class PublishTests(SynchronousTestCase):
         """A member leaving while a line is delivered does not stop delivery."""
         alice, bob, carol = (self.client(name) for name in ["alice", "bob", "carol"])
         for client in (alice, bob, carol):
-            self.fanout.subscribe("lobby", client)
+            self.fanout.subscribe("lobby", client, True)
 
         def leave(data: bytes) -> None:
             self.deliveries.append(("alice", data))
@@ -166,7 +198,7 @@ class PublishTests(SynchronousTestCase):
         """A member removed by another's delivery gets no later lines."""
         alice, bob, carol = (self.client(name) for name in ["alice", "bob", "carol"])
         for client in (alice, bob, carol):
-            self.fanout.subscribe("lobby", client)
+            self.fanout.subscribe("lobby", client, True)
 
         def kick_carol(data: bytes) -> None:
             self.fanout.unsubscribe("lobby", carol)
@@ -187,7 +219,7 @@ class PublishTests(SynchronousTestCase):
         """
         alice, bob, carol = (self.client(name) for name in ["alice", "bob", "carol"])
         for client in (alice, bob, carol):
-            self.fanout.subscribe("lobby", client)
+            self.fanout.subscribe("lobby", client, True)
 
         def react(data: bytes) -> None:
             if data == b"one\n":
@@ -234,8 +266,8 @@ class MembersTests(SynchronousTestCase):
         """members() lists a room's clients in joining order."""
         fanout = LocalFanout()
         alice, bob = FakeClient("alice"), FakeClient("bob")
-        fanout.subscribe("lobby", bob)
-        fanout.subscribe("lobby", alice)
+        fanout.subscribe("lobby", bob, True)
+        fanout.subscribe("lobby", alice, True)
         self.assertEqual(fanout.members("lobby"), [bob, alice])
         fanout.unsubscribe("lobby", bob)
         self.assertEqual(fanout.members("lobby"), [alice])
@@ -247,9 +279,9 @@ class HoldTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.fanout = LocalFanout()
-        self.alice, self.bob = FakeClient("alice"), FakeClient("bob")
-        self.fanout.subscribe("lobby", self.alice)
-        self.fanout.subscribe("lobby", self.bob)
+        self.alice, self.bob = BytesClient("alice"), BytesClient("bob")
+        self.fanout.subscribe("lobby", self.alice, True)
+        self.fanout.subscribe("lobby", self.bob, True)
 
     def test_batched(self) -> None:
         """Lines published while held arrive at release, one send per member."""
@@ -283,10 +315,10 @@ class HoldTests(SynchronousTestCase):
 
     def test_membership_changes_while_held(self) -> None:
         """Members get exactly the lines published while they were members."""
-        carol = FakeClient("carol")
+        carol = BytesClient("carol")
         self.fanout.hold()
         self.fanout.publish("lobby", b"before carol\n")
-        self.fanout.subscribe("lobby", carol)
+        self.fanout.subscribe("lobby", carol, True)
         self.fanout.publish("lobby", b"with carol\n")
         self.fanout.unsubscribe("lobby", self.bob)
         self.fanout.publish("lobby", b"without bob\n")
@@ -302,3 +334,90 @@ class HoldTests(SynchronousTestCase):
         self.fanout.send(self.bob, b"now\n")
         self.assertEqual(self.bob.lines, ["now"])
         self.assertEqual(self.alice.lines, [])
+
+
+class ViewTests(SynchronousTestCase):
+    """Members are grouped by view: one rendering per view, same bytes."""
+
+    def setUp(self) -> None:
+        self.fanout = LocalFanout()
+        IDENTITY.rendered.clear()
+
+    def test_render_once_per_view(self) -> None:
+        """
+        Each event is rendered once per variant present in the room, and the
+        members of a variant share the same bytes.
+        """
+        here = [BytesClient(f"here{n}") for n in range(3)]
+        away = [BytesClient(f"away{n}") for n in range(2)]
+        for client in here:
+            self.fanout.subscribe("lobby", client, True)
+        for client in away:
+            self.fanout.subscribe("lobby", client, False)
+        self.fanout.hold()
+        self.fanout.publish("lobby", b"one\n", None)
+        self.fanout.publish("lobby", b"two\n", None)
+        self.fanout.release()
+        self.assertEqual(
+            sorted(IDENTITY.rendered, key=repr),
+            sorted(
+                [
+                    (b"one\n", True),
+                    (b"two\n", True),
+                    (b"one\n", False),
+                    (b"two\n", False),
+                ],
+                key=repr,
+            ),
+        )
+        for group in (here, away):
+            self.assertEqual(group[0].sent, [b"one\ntwo\n"])
+            for client in group[1:]:
+                self.assertIs(client.sent[0], group[0].sent[0])
+
+    def test_update_moves_a_member(self) -> None:
+        """update() puts a member in the group of its new view."""
+        alice = BytesClient("alice")
+        self.fanout.subscribe("lobby", alice, True)
+        self.fanout.update("lobby", alice, False)
+        self.fanout.publish("lobby", b"x\n", None)
+        self.assertEqual(IDENTITY.rendered, [(b"x\n", False)])
+        self.fanout.update("lobby", alice, False)
+        self.fanout.unsubscribe("lobby", alice)
+        self.fanout.publish("lobby", b"y\n", None)
+        self.assertEqual(alice.sent, [b"x\n"])
+
+    def test_no_echo(self) -> None:
+        """
+        A member whose view says it does not see its own events gets the
+        others' events of the batch only; the rest get all of them.
+        """
+        quiet = BytesClient("quiet", echo=False)
+        loud = BytesClient("loud")
+        self.fanout.subscribe("lobby", quiet, True)
+        self.fanout.subscribe("lobby", loud, True)
+        self.fanout.hold()
+        self.fanout.publish("lobby", b"mine\n", quiet)
+        self.fanout.publish("lobby", b"theirs\n", loud)
+        self.fanout.release()
+        self.assertEqual(quiet.sent, [b"theirs\n"])
+        self.assertEqual(loud.sent, [b"mine\ntheirs\n"])
+
+    def test_user_event_once(self) -> None:
+        """
+        A user event reaches each member of any of its rooms once, and
+        C{also}, after what was pending.
+        """
+        both, first, second, alone = (BytesClient(n) for n in "abcd")
+        for client in (both, first):
+            self.fanout.subscribe("one", client, True)
+        for client in (both, second):
+            self.fanout.subscribe("two", client, False)
+        self.fanout.hold()
+        self.fanout.publish("one", b"before\n", None)
+        self.fanout.publish_user_event(["one", "two"], b"quit\n", alone)
+        self.fanout.release()
+        self.assertEqual(both.sent, [b"before\n", b"quit\n"])
+        self.assertEqual(first.sent, [b"before\n", b"quit\n"])
+        self.assertEqual(second.sent, [b"quit\n"])
+        self.assertEqual(alone.sent, [b"quit\n"])

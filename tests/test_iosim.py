@@ -47,7 +47,7 @@ class ConversationTests(SynchronousTestCase):
         """Messages, a room change, a private message, a rename and a quit."""
         alice, bob, carol = self.alice, self.bob, self.carol
 
-        carol.type("/join #games")
+        carol.type("/join #games", "/part lobby")
         self.network.flush()
         alice.type("hi bob")
         bob.type("hi alice", "/me waves")
@@ -94,6 +94,7 @@ class ConversationTests(SynchronousTestCase):
             [
                 "*** carol has joined #games",
                 "*** Users in #games (1): carol",
+                "[#lobby] *** carol has left #lobby",
                 "<carol> anyone for chess?",
                 "*alice* want to play later?",
                 "-> *alice* sure!",
@@ -148,7 +149,7 @@ class ConversationTests(SynchronousTestCase):
 
     def test_rooms_and_help(self) -> None:
         """/rooms and /help answer the asker alone."""
-        self.carol.type("/join games")
+        self.carol.type("/join games", "/part lobby")
         self.network.flush()
         self.alice.take(), self.bob.take(), self.carol.take()
         self.bob.type("/rooms", "/help")

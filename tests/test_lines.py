@@ -114,16 +114,25 @@ class FormatTests(SynchronousTestCase):
             lines.help_lines(),
             [
                 "*** Commands:",
-                "***   /nick NAME       change your nickname",
-                "***   /join ROOM       switch to a room (created if needed)",
-                "***   /rooms           list the rooms",
-                "***   /who [ROOM]      list the users of a room",
-                "***   /msg NICK TEXT   send a private message",
-                "***   /me ACTION       describe an action",
-                "***   /help            show this help",
-                "***   /quit [REASON]   leave the chat",
-                "*** Any other line is sent to your room; start it with // to "
-                "send a line beginning with /.",
+                "***   /nick NAME             change your nickname",
+                "***   /join ROOM             join a room (created if needed) and "
+                "talk there",
+                "***   /part [ROOM] [REASON]  leave a room (the current one by "
+                "default)",
+                "***   /rooms                 list the rooms",
+                "***   /who [ROOM]            list the users of a room",
+                "***   /topic [TEXT]          show or set the current room's topic",
+                "***   /kick NICK [REASON]    make a user leave the current room "
+                "(operators)",
+                "***   /msg NICK TEXT         send a private message",
+                "***   /me ACTION             describe an action",
+                "***   /away [MESSAGE]        mark yourself away, or back",
+                "***   /whois NICK            show what is public about a user",
+                "***   /help                  show this help",
+                "***   /quit [REASON]         leave the chat",
+                "*** Any other line is sent to your current room; start it with "
+                "// to send a line beginning with /. Lines from your other rooms "
+                "start with [#room].",
             ],
         )
 

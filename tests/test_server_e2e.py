@@ -81,13 +81,14 @@ class ChatTests(TestCase):
         self.assertEqual(
             await c.read(4), greeting("guest3", "lobby", "alice, bob, guest3")
         )
-        c.say("/nick carol", "/join games")
+        c.say("/nick carol", "/join games", "/part lobby")
         self.assertEqual(
-            await c.read(3),
+            await c.read(4),
             [
                 "*** guest3 is now known as carol",
                 "*** carol has joined #games",
                 "*** Users in #games (1): carol",
+                "[#lobby] *** carol has left #lobby",
             ],
         )
         for user in (a, b):
@@ -305,10 +306,14 @@ class StartStopTests(TestCase):
         await a.read(4)
         b = await connect_user(self, reactor, endpoint)
         await b.read(4)
-        b.say("/join elsewhere")
+        b.say("/join elsewhere", "/part lobby")
         self.assertEqual(
-            await b.read(2),
-            ["*** guest2 has joined #elsewhere", "*** Users in #elsewhere (1): guest2"],
+            await b.read(3),
+            [
+                "*** guest2 has joined #elsewhere",
+                "*** Users in #elsewhere (1): guest2",
+                "[#lobby] *** guest2 has left #lobby",
+            ],
         )
         self.assertEqual(
             await a.read(2),

@@ -1,37 +1,53 @@
 """
 The chat itself: users, rooms and what each command does.
 
-Plain Python: no sockets, no reactor.  A connection is an L{IChatClient}; room
-traffic goes through an L{IFanout}.  The core formats each line once, encodes
-it once, and hands the same C{bytes} to every recipient.
+Plain Python: no sockets, no reactor.  A connection is an L{IChatClient};
+what happens is said with the typed events of L{twisted_chat.core.events},
+handed to an L{IFanout} that delivers them.  The core never formats a line
+for a wire: each front end renders the events in its own protocol.
+
+A connection is I{attached} first, then I{registered} under a nickname
+(the line protocol does both at once, with a guest name; IRC registers after
+NICK and USER).  Only registered users are in the directory of nicknames and
+in rooms.  A user may be in several rooms; one is their I{current} room,
+where the line protocol's plain lines go.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
 from itertools import islice
+from typing import Protocol
 
 from attrs import define, field
 from twisted.logger import Logger
 
+from twisted_chat.core import events
+from twisted_chat.core.events import ErrorCode, NoticeCode
 from twisted_chat.core.fanout import LocalFanout
 from twisted_chat.core.interfaces import IChatClient, IFanout
-from twisted_chat.shared import lines
 from twisted_chat.shared.commands import (
+    Away,
     Command,
     Help,
     Invalid,
     Join,
+    Kick,
     Me,
     Msg,
     Nick,
+    Notice,
+    Part,
     Quit,
     Rooms,
     Say,
+    Topic,
     Who,
+    Whois,
     parse_line,
 )
 from twisted_chat.shared.rules import (
+    TOPIC_MAX,
     name_key,
     nick_error,
     normalize_room,
@@ -45,10 +61,22 @@ DEFAULT_ROOM = "lobby"
 # costs a line to every member.
 DEFAULT_ANNOUNCE_LIMIT = 500
 
-# How many names the list sent on joining a room shows, and /who: a line
-# must stay short enough for any client to take.
-JOIN_LIST_LIMIT = 50
-WHO_LIMIT = 500
+# How many names one Names reply holds.
+NAMES_LIMIT = 500
+
+
+class TimeSource(Protocol):
+    """Where the core reads the time: any L{IReactorTime} will do."""
+
+    def seconds(self) -> float:
+        """Seconds since the epoch, UTC."""
+
+
+class WallClock:
+    """The system's clock, for a core built without one."""
+
+    def seconds(self) -> float:
+        return time.time()
 
 
 @define(eq=False)
@@ -56,22 +84,65 @@ class Room:
     """A room and the users in it, in the order in which they joined."""
 
     name: str
+    created: float = 0.0
     members: dict[str, User] = field(factory=dict)
+    operators: set[User] = field(factory=set)
+    topic: str = ""
+    topic_by: str = ""
+    topic_at: float = 0.0
+    # The sequence number of the room's last event.
+    seq: int = 0
     # Computed once: every message to the room looks it up.
     key: str = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.key = name_key(self.name)
 
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
 
 @define(eq=False)
 class User:
-    """A connected user."""
+    """A connection, and once registered, a user."""
 
     client: IChatClient
-    nick: str
-    room: Room | None = None
+    nick: str = "*"
+    username: str = ""
+    host: str = ""
+    rooms: dict[str, Room] = field(factory=dict)
+    current: Room | None = None
+    away: str | None = None
+    registered: bool = False
     connected: bool = True
+    signon: float = 0.0
+    last_active: float = 0.0
+    source: events.Source = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.source = events.Source(self.nick, self.username, self.host)
+
+    @property
+    def room(self) -> Room | None:
+        """The current room (the one plain lines go to)."""
+        return self.current
+
+    def rename(self, nick: str) -> None:
+        self.nick = nick
+        self.source = events.Source(nick, self.username or nick, self.host)
+
+
+def _error(code: str, text: str, *args: str) -> events.Error:
+    return events.Error(code, text, args)
+
+
+def _no_such_nick(nick: str) -> events.Error:
+    return _error(ErrorCode.NO_SUCH_NICK, f"There is no user called {nick}.", nick)
+
+
+def _notice(code: str, text: str, *args: str) -> events.Notice:
+    return events.Notice(code, text, args)
 
 
 @define
@@ -79,14 +150,17 @@ class ChatServer:
     """
     The registry of connected users and rooms, and the rules of the chat.
 
-    Adapters call L{connect} when a connection is made, L{line_received} (or
-    L{execute}) for each decoded line, and L{disconnect} when the connection
-    is lost.
+    Front ends call L{attach} when a connection is made, L{register} to give
+    it a nickname, L{execute} (or L{line_received}) for each command, and
+    L{disconnect} when the connection is lost.  For the line protocol,
+    L{connect} attaches and registers at once, with a guest name, in the
+    default room.
     """
 
     fanout: IFanout = field(factory=LocalFanout)
     default_room: str = DEFAULT_ROOM
     announce_limit: int = DEFAULT_ANNOUNCE_LIMIT
+    clock: TimeSource = field(factory=WallClock)
     users: dict[str, User] = field(factory=dict, init=False)
     rooms: dict[str, Room] = field(factory=dict, init=False)
     _guest_counter: int = field(default=0, init=False)
@@ -95,31 +169,83 @@ class ChatServer:
 
     # Connection lifecycle
 
-    def connect(self, client: IChatClient) -> User:
+    def attach(self, client: IChatClient, host: str = "") -> User:
+        """A new connection, not registered yet: in no list and no room."""
+        now = self.clock.seconds()
+        return User(client=client, host=host, signon=now, last_active=now)
+
+    def register(
+        self,
+        user: User,
+        nick: str | None = None,
+        username: str = "",
+        join_default: bool = False,
+    ) -> bool:
         """
-        Register a new connection: give it a guest nickname, greet it and put
-        it in the default room.
+        Give C{user} the nickname C{nick} (a guest name if L{None}) and make
+        them a user: welcome them and, if C{join_default}, put them in the
+        default room.
+
+        @return: whether it worked; if not, C{user} was told why.
         """
-        user = User(client=client, nick=self._new_guest_nick())
-        self.users[name_key(user.nick)] = user
-        self.tell(user, lines.welcome(), lines.self_nick(user.nick))
-        self._enter(user, self.default_room)
+        if user.registered or not user.connected:
+            return False
+        if nick is None:
+            nick = self._new_guest_nick()
+        else:
+            problem = self._nick_problem(nick)
+            if problem is not None:
+                self.tell(user, problem)
+                return False
+        user.username = username or nick
+        user.rename(nick)
+        user.registered = True
+        self.users[name_key(nick)] = user
+        self.tell(user, events.Welcome(nick))
+        if join_default:
+            self._join(user, self.default_room)
+        return True
+
+    def connect(self, client: IChatClient, host: str = "") -> User:
+        """
+        Register a new line-protocol connection: a guest nickname, the
+        greeting, and the default room.
+        """
+        user = self.attach(client, host)
+        self.register(user, join_default=True)
         return user
 
     def disconnect(self, user: User, reason: str = "connection lost") -> None:
         """
-        Forget a user whose connection has gone, telling their room.  Safe to
-        call more than once.
+        Forget a user whose connection has gone, telling their rooms.  Safe
+        to call more than once.
         """
         if not user.connected:
             return
         user.connected = False
+        if not user.registered:
+            return
         del self.users[name_key(user.nick)]
-        self._leave(user, lines.quit_(user.nick, reason))
+        rooms = list(user.rooms.values())
+        announced = [room for room in rooms if self._announces(room)]
+        for room in rooms:
+            self._remove_member(user, room)
+        user.current = None
+        if announced:
+            now = self.clock.seconds()
+            event = events.Quit(
+                now,
+                user.source,
+                reason,
+                tuple((room.name, room.next_seq()) for room in announced),
+            )
+            self.fanout.publish_user_event(
+                [room.key for room in announced], event, None
+            )
 
-    def drop(self, user: User, reason: str, farewell: str) -> None:
+    def drop(self, user: User, reason: str, farewell: events.Reply) -> None:
         """
-        End C{user}'s session: send them C{farewell}, tell their room they
+        End C{user}'s session: send them C{farewell}, tell their rooms they
         quit for C{reason}, and close the connection.
         """
         self.tell(user, farewell)
@@ -130,27 +256,28 @@ class ChatServer:
         """
         Tell every user the server is going away and close every connection.
         """
-        data = lines.encode(lines.shutting_down(reason))
+        notice = _notice(NoticeCode.SHUTDOWN, f"Server shutting down: {reason}", reason)
         for user in list(self.users.values()):
-            self.fanout.send(user.client, data)
+            self.fanout.send(user.client, notice)
             user.connected = False
-            if user.room is not None:
-                self.fanout.unsubscribe(user.room.key, user.client)
+            for room in user.rooms.values():
+                self.fanout.unsubscribe(room.key, user.client)
             user.client.disconnect("server shutdown")
         self.users.clear()
         self.rooms.clear()
 
-    def tell(self, user: User, *text: str) -> None:
-        """Send one or more lines to C{user} alone."""
-        self.fanout.send(user.client, lines.encode(*text))
+    def tell(self, user: User, *replies: events.Reply) -> None:
+        """Send one or more replies to C{user} alone."""
+        for reply in replies:
+            self.fanout.send(user.client, reply)
 
     # Input
 
-    def refuse(self, user: User, message: str) -> None:
+    def refuse(self, user: User, message: str, code: str = ErrorCode.BAD_TEXT) -> None:
         """
         Tell C{user} that something they sent was refused, and log it.
         """
-        self.tell(user, lines.error(message))
+        self.tell(user, _error(code, message))
         self.log.info(
             "refused input from {nick} ({peer}): {reason}",
             nick=user.nick,
@@ -159,151 +286,474 @@ class ChatServer:
         )
 
     def line_received(self, user: User, line: str) -> None:
-        """Parse and execute one decoded line from C{user}."""
+        """Parse and execute one decoded line-protocol line from C{user}."""
         command = parse_line(line)
         if command is not None:
             self.execute(user, command)
 
     def execute(self, user: User, command: Command) -> None:
-        """Carry out one parsed command for C{user}."""
-        if not user.connected:
+        """Carry out one parsed command for a registered C{user}."""
+        if not user.connected or not user.registered:
             return
+        user.last_active = self.clock.seconds()
         match command:
-            case Say(text):
-                self._to_room(user, lines.message(user.nick, text))
-            case Me(text):
-                self._to_room(user, lines.action(user.nick, text))
+            case Say(text, room):
+                self._say(user, room, text, events.Message)
+            case Me(text, room):
+                self._say(user, room, text, events.Action)
+            case Notice(target, text):
+                self._notice(user, target, text)
             case Nick(name):
                 self._nick(user, name)
             case Join(room):
                 self._join(user, room)
+            case Part(room, reason):
+                self._part(user, room, reason)
+            case Topic(room, text):
+                self._topic(user, room, text)
+            case Kick(room, nick, reason):
+                self._kick(user, room, nick, reason)
+            case Away(message):
+                self._away(user, message)
+            case Whois(nick):
+                self._whois(user, nick)
             case Rooms():
                 self._rooms(user)
             case Who(room):
                 self._who(user, room)
-            case Msg(nick, text):
-                self._msg(user, nick, text)
+            case Msg(nick, text, kind):
+                self._msg(user, nick, text, kind)
             case Help():
-                self.tell(user, *lines.help_lines())
+                self.tell(user, events.Help())
             case Quit(reason):
-                self._quit(user, reason or "quit")
+                reason = reason or "quit"
+                self.drop(
+                    user,
+                    reason,
+                    _notice(NoticeCode.GOODBYE, f"Goodbye ({reason})", reason),
+                )
             case Invalid(message):
                 self.refuse(user, message)
 
     # Commands
 
-    def _to_room(self, user: User, line: str) -> None:
-        assert user.room is not None
-        self.fanout.publish(user.room.key, lines.encode(line))
+    def _target_room(self, user: User, typed: str | None) -> Room | None:
+        """
+        The room a command names (the current one for L{None}) if the user
+        is in it; otherwise tell them why not and return L{None}.
+        """
+        if typed is None:
+            if user.current is None:
+                self.tell(
+                    user,
+                    _error(ErrorCode.NO_ROOM, "You are in no room; /join one to talk."),
+                )
+            return user.current
+        name = normalize_room(typed)
+        room = user.rooms.get(name_key(name))
+        if room is None:
+            if name_key(name) in self.rooms:
+                self.tell(
+                    user,
+                    _error(
+                        ErrorCode.NOT_IN_ROOM,
+                        f"You are not in #{name}.",
+                        self.rooms[name_key(name)].name,
+                    ),
+                )
+            else:
+                self.tell(user, self._no_such_room(name))
+        return room
 
-    def _nick(self, user: User, new: str) -> None:
-        problem = nick_error(new)
-        if problem is not None:
-            self.tell(user, lines.error(problem))
-            return
-        old_key, new_key = name_key(user.nick), name_key(new)
-        if new == user.nick:
-            self.tell(user, lines.notice(f"You are already {new}."))
-            return
-        if new_key != old_key and new_key in self.users:
+    def _no_such_room(self, name: str) -> events.Error:
+        return _error(ErrorCode.NO_SUCH_ROOM, f"There is no room #{name}.", name)
+
+    def _say(
+        self,
+        user: User,
+        typed: str | None,
+        text: str,
+        kind: type[events.Message] | type[events.Action],
+    ) -> None:
+        if typed is not None and name_key(normalize_room(typed)) not in user.rooms:
+            name = normalize_room(typed)
             self.tell(
-                user, lines.error(f"The nickname {new} is taken; choose another.")
+                user,
+                _error(
+                    ErrorCode.CANNOT_SEND,
+                    f"You cannot send to #{name}: you are not in it.",
+                    name,
+                ),
             )
             return
-        old = user.nick
+        room = self._target_room(user, typed)
+        if room is None:
+            return
+        event = kind(
+            room.name, room.next_seq(), self.clock.seconds(), user.source, text
+        )
+        self.fanout.publish(room.key, event, user.client)
+
+    def _notice(self, user: User, target: str, text: str) -> None:
+        if target.startswith("#"):
+            room = user.rooms.get(name_key(normalize_room(target)))
+            if room is None:
+                # Notices are never answered automatically, errors included
+                # only where the user can fix something.
+                self.tell(
+                    user,
+                    _error(
+                        ErrorCode.CANNOT_SEND,
+                        f"You cannot send to {target}: you are not in it.",
+                        normalize_room(target),
+                    ),
+                )
+                return
+            event = events.RoomNotice(
+                room.name, room.next_seq(), self.clock.seconds(), user.source, text
+            )
+            self.fanout.publish(room.key, event, user.client)
+            return
+        self._msg(user, target, text, "notice")
+
+    def _nick_problem(self, new: str, user: User | None = None) -> events.Error | None:
+        problem = nick_error(new)
+        if problem is not None:
+            return _error(ErrorCode.ERRONEOUS_NICK, problem, new)
+        found = self.users.get(name_key(new))
+        if found is not None and found is not user:
+            return _error(
+                ErrorCode.NICK_IN_USE,
+                f"The nickname {new} is taken; choose another.",
+                new,
+            )
+        return None
+
+    def _nick(self, user: User, new: str) -> None:
+        if new == user.nick:
+            self.tell(
+                user, _notice(NoticeCode.ALREADY_NICK, f"You are already {new}.", new)
+            )
+            return
+        problem = self._nick_problem(new, user)
+        if problem is not None:
+            self.tell(user, problem)
+            return
+        old, old_key, new_key = user.nick, name_key(user.nick), name_key(new)
+        source = user.source
         del self.users[old_key]
-        user.nick = new
+        user.rename(new)
         self.users[new_key] = user
-        assert user.room is not None
-        # Rebuilt, not re-inserted, so the user keeps their place in /who.
-        user.room.members = {
-            (new_key if key == old_key else key): member
-            for key, member in user.room.members.items()
-        }
-        self.fanout.publish(user.room.key, lines.encode(lines.nick_change(old, new)))
+        rooms = list(user.rooms.values())
+        for room in rooms:
+            # Rebuilt, not re-inserted, so the user keeps their place in /who.
+            room.members = {
+                (new_key if key == old_key else key): member
+                for key, member in room.members.items()
+            }
+        event = events.NickChanged(
+            self.clock.seconds(),
+            source,
+            new,
+            tuple((room.name, room.next_seq()) for room in rooms),
+        )
+        self.fanout.publish_user_event([room.key for room in rooms], event, user.client)
         self.log.info("{old} is now known as {new}", old=old, new=new)
 
     def _join(self, user: User, typed: str) -> None:
         name = normalize_room(typed)
         problem = room_error(name)
         if problem is not None:
-            self.tell(user, lines.error(problem))
+            self.tell(user, _error(ErrorCode.BAD_ROOM_NAME, problem, name))
             return
-        if user.room is not None and user.room.key == name_key(name):
+        key = name_key(name)
+        room = user.rooms.get(key)
+        if room is not None:
+            if room is user.current:
+                self.tell(
+                    user,
+                    _notice(
+                        NoticeCode.ALREADY_IN_ROOM,
+                        f"You are already in #{room.name}.",
+                        room.name,
+                    ),
+                )
+            else:
+                self._make_current(user, room)
+                self.tell(user, events.CurrentRoom(room.name))
+            return
+        room = self.rooms.get(key)
+        if room is None:
+            room = self.rooms[key] = Room(name, created=self.clock.seconds())
+            room.operators.add(user)
+            self.log.info("room {room} created by {nick}", room=name, nick=user.nick)
+        room.members[name_key(user.nick)] = user
+        user.rooms[key] = room
+        self._make_current(user, room, subscribe=True)
+        joined = events.Joined(
+            room.name, room.next_seq(), self.clock.seconds(), user.source
+        )
+        if self._announces(room):
+            self.fanout.publish(room.key, joined, user.client)
+        else:
+            self.fanout.send(user.client, joined)
+        if room.topic:
+            self.tell(user, self._topic_reply(room))
+        self.tell(user, self._names(room, joined=True))
+
+    def _make_current(self, user: User, room: Room, subscribe: bool = False) -> None:
+        """Make C{room} the user's current room (joining it if C{subscribe})."""
+        previous = user.current
+        user.current = room
+        if subscribe:
+            self.fanout.subscribe(room.key, user.client, True)
+        else:
+            self.fanout.update(room.key, user.client, True)
+        if previous is not None and previous is not room:
+            self.fanout.update(previous.key, user.client, False)
+
+    def _part(self, user: User, typed: str | None, reason: str | None) -> None:
+        if (
+            typed is None
+            and reason is not None
+            and " " not in reason
+            and name_key(normalize_room(reason)) in user.rooms
+        ):
+            # "/part dev": a room the user is in, written without its "#".
+            typed, reason = reason, None
+        room = self._target_room(user, typed)
+        if room is None:
+            return
+        was_current = room is user.current
+        event = events.Parted(
+            room.name, room.next_seq(), self.clock.seconds(), user.source, reason or ""
+        )
+        self._leave(user, room, event)
+        if was_current:
+            self._after_leaving_current(user)
+
+    def _after_leaving_current(self, user: User) -> None:
+        """The current room was left: the last joined one is current now."""
+        rooms = list(user.rooms.values())
+        if rooms:
+            self._make_current(user, rooms[-1])
+            self.tell(user, events.CurrentRoom(rooms[-1].name))
+        else:
+            user.current = None
+            self.tell(user, events.CurrentRoom(None))
+
+    def _leave(self, user: User, room: Room, event: events.RoomEvent) -> None:
+        """
+        Take C{user} out of C{room}, telling the room (and the user) with
+        C{event}.
+        """
+        announce = self._announces(room)
+        if announce:
+            self.fanout.publish(room.key, event, user.client)
+        else:
+            self.fanout.send(user.client, event)
+        self._remove_member(user, room)
+
+    def _remove_member(self, user: User, room: Room) -> None:
+        self.fanout.unsubscribe(room.key, user.client)
+        room.members.pop(name_key(user.nick), None)
+        room.operators.discard(user)
+        user.rooms.pop(room.key, None)
+        if user.current is room:
+            user.current = None
+        if not room.members and room.key != name_key(self.default_room):
+            del self.rooms[room.key]
+
+    def _topic(self, user: User, typed: str | None, text: str | None) -> None:
+        if text is None:
+            if typed is not None and name_key(normalize_room(typed)) not in user.rooms:
+                room = self.rooms.get(name_key(normalize_room(typed)))
+                if room is None:
+                    self.tell(user, self._no_such_room(normalize_room(typed)))
+                else:
+                    self.tell(user, self._topic_reply(room))
+                return
+            room = self._target_room(user, typed)
+            if room is not None:
+                self.tell(user, self._topic_reply(room))
+            return
+        room = self._target_room(user, typed)
+        if room is None:
+            return
+        if user not in room.operators:
             self.tell(
                 user,
-                lines.notice(f"You are already in {lines.room_label(user.room.name)}."),
+                _error(
+                    ErrorCode.NOT_OPERATOR,
+                    f"Only an operator of #{room.name} can set its topic.",
+                    room.name,
+                ),
             )
             return
-        assert user.room is not None
-        self._leave(user, lines.left(user.nick, user.room.name))
-        self._enter(user, name)
+        if len(text) > TOPIC_MAX:
+            text = text[:TOPIC_MAX]
+        now = self.clock.seconds()
+        room.topic, room.topic_by, room.topic_at = text, user.nick, now
+        event = events.TopicChanged(room.name, room.next_seq(), now, user.source, text)
+        self.fanout.publish(room.key, event, user.client)
+
+    def _topic_reply(self, room: Room) -> events.Topic:
+        return events.Topic(room.name, room.topic, room.topic_by, room.topic_at)
+
+    def _kick(
+        self, user: User, typed: str | None, nick: str, reason: str | None
+    ) -> None:
+        room = self._target_room(user, typed)
+        if room is None:
+            return
+        if user not in room.operators:
+            self.tell(
+                user,
+                _error(
+                    ErrorCode.NOT_OPERATOR,
+                    f"Only an operator of #{room.name} can kick.",
+                    room.name,
+                ),
+            )
+            return
+        target = room.members.get(name_key(nick))
+        if target is None:
+            if name_key(nick) not in self.users:
+                self.tell(
+                    user,
+                    _no_such_nick(nick),
+                )
+            else:
+                self.tell(
+                    user,
+                    _error(
+                        ErrorCode.USER_NOT_IN_ROOM,
+                        f"{nick} is not in #{room.name}.",
+                        nick,
+                        room.name,
+                    ),
+                )
+            return
+        was_current = room is target.current
+        event = events.Kicked(
+            room.name,
+            room.next_seq(),
+            self.clock.seconds(),
+            user.source,
+            target.nick,
+            reason or user.nick,
+        )
+        # A kick is always announced: the kicked user must learn of it.
+        self.fanout.publish(room.key, event, user.client)
+        self._remove_member(target, room)
+        self.log.info(
+            "{op} kicked {nick} from {room}",
+            op=user.nick,
+            nick=target.nick,
+            room=room.name,
+        )
+        if was_current:
+            self._after_leaving_current(target)
+
+    def _away(self, user: User, message: str | None) -> None:
+        user.away = message
+        if message is None:
+            self.tell(
+                user,
+                _notice(NoticeCode.UNAWAY, "You are no longer marked as being away."),
+            )
+        else:
+            self.tell(
+                user,
+                _notice(NoticeCode.NOW_AWAY, "You have been marked as being away."),
+            )
+
+    def _whois(self, user: User, nick: str) -> None:
+        target = self.users.get(name_key(nick))
+        if target is None:
+            self.tell(
+                user,
+                _no_such_nick(nick),
+            )
+            return
+        now = self.clock.seconds()
+        self.tell(
+            user,
+            events.Whois(
+                target.nick,
+                target.username,
+                target.host,
+                tuple(room.name for room in target.rooms.values()),
+                target.away,
+                max(0.0, now - target.last_active),
+                target.signon,
+            ),
+        )
 
     def _rooms(self, user: User) -> None:
-        counts = sorted(
-            ((room.name, len(room.members)) for room in self.rooms.values()),
-            key=lambda pair: name_key(pair[0]),
+        rooms = sorted(self.rooms.values(), key=lambda room: room.key)
+        self.tell(
+            user,
+            events.RoomList(
+                tuple(
+                    events.RoomInfo(room.name, len(room.members), room.topic)
+                    for room in rooms
+                )
+            ),
         )
-        self.tell(user, lines.rooms(counts))
 
     def _who(self, user: User, typed: str | None) -> None:
-        name = user.room.name if user.room else self.default_room
         if typed is None:
-            room = user.room
+            room = user.current
+            if room is None:
+                room = self.rooms.get(name_key(self.default_room))
+            name = room.name if room is not None else self.default_room
         else:
             name = normalize_room(typed)
             room = self.rooms.get(name_key(name))
         if room is None:
-            self.tell(user, lines.error(f"There is no room {lines.room_label(name)}."))
+            self.tell(user, self._no_such_room(name))
             return
-        self.tell(user, self._who_line(room, WHO_LIMIT))
+        self.tell(user, self._names(room))
 
-    def _msg(self, user: User, nick: str, text: str) -> None:
+    def _msg(self, user: User, nick: str, text: str, kind: str) -> None:
         target = self.users.get(name_key(nick))
         if target is None:
-            self.tell(user, lines.error(f"There is no user called {nick}."))
+            self.tell(
+                user,
+                _no_such_nick(nick),
+            )
             return
-        self.tell(target, lines.private_in(user.nick, text))
+        message = events.PrivateMessage(
+            self.clock.seconds(), user.source, target.nick, text, kind
+        )
+        self.tell(target, message)
         if target is not user:
-            self.tell(user, lines.private_out(target.nick, text))
-
-    def _quit(self, user: User, reason: str) -> None:
-        self.drop(user, reason, lines.goodbye(reason))
+            # The sender's copy, as delivered (front ends show or drop it).
+            self.tell(user, message)
+        if target.away is not None and kind != "notice":
+            self.tell(
+                user,
+                _notice(
+                    NoticeCode.AWAY,
+                    f"{target.nick} is away: {target.away}",
+                    target.nick,
+                    target.away,
+                ),
+            )
 
     # Rooms
 
-    def _enter(self, user: User, name: str) -> None:
-        room = self.rooms.get(name_key(name))
-        if room is None:
-            room = self.rooms[name_key(name)] = Room(name)
-            self.log.info("room {room} created by {nick}", room=name, nick=user.nick)
-        room.members[name_key(user.nick)] = user
-        user.room = room
-        self.fanout.subscribe(room.key, user.client)
-        joined = lines.encode(lines.joined(user.nick, room.name))
-        if self._announces(room):
-            self.fanout.publish(room.key, joined)
-        else:
-            self.fanout.send(user.client, joined)
-        self.tell(user, self._who_line(room, JOIN_LIST_LIMIT))
-
-    def _leave(self, user: User, announcement: str) -> None:
-        room = user.room
-        if room is None:
-            return
-        user.room = None
-        # Counted with the user leaving, as their join was.
-        announce = self._announces(room)
-        self.fanout.unsubscribe(room.key, user.client)
-        del room.members[name_key(user.nick)]
-        if announce:
-            self.fanout.publish(room.key, lines.encode(announcement))
-        if not room.members and room.key != name_key(self.default_room):
-            del self.rooms[room.key]
-
-    def _who_line(self, room: Room, limit: int) -> str:
-        nicks = [member.nick for member in islice(room.members.values(), limit)]
-        return lines.who(room.name, nicks, len(room.members))
+    def _names(self, room: Room, joined: bool = False) -> events.Names:
+        return events.Names(
+            room.name,
+            tuple(
+                events.Member(member.nick, member in room.operators)
+                for member in islice(room.members.values(), NAMES_LIMIT)
+            ),
+            len(room.members),
+            joined,
+        )
 
     def _announces(self, room: Room) -> bool:
         """
@@ -319,7 +769,7 @@ class ChatServer:
             if name_key(nick) not in self.users:
                 return nick
 
-    def room_members(self, room: str) -> Iterator[User]:
+    def room_members(self, room: str) -> list[User]:
         """The users in C{room}, in joining order (empty if no such room)."""
         found = self.rooms.get(name_key(normalize_room(room)))
-        return iter(found.members.values()) if found else iter(())
+        return list(found.members.values()) if found else []

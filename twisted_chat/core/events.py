@@ -153,6 +153,19 @@ class NickChanged:
 
 UserEvent = Quit | NickChanged
 
+# Every room and user event type: what a renderer renders, for isinstance().
+SHARED_EVENTS = (
+    Message,
+    Action,
+    RoomNotice,
+    Joined,
+    Parted,
+    Kicked,
+    TopicChanged,
+    Quit,
+    NickChanged,
+)
+
 
 # Replies: to one connection
 
@@ -216,6 +229,8 @@ class Names:
     room: str
     members: tuple[Member, ...]
     total: int
+    # Sent because the user just joined (protocols may list fewer names).
+    joined: bool = False
 
 
 @frozen

@@ -90,6 +90,8 @@ class Backpressure:
     # Per room key: its members that are behind and still draining.
     counts: dict[str, int] = field(factory=dict, init=False)
     held: set[Reader] = field(factory=set, init=False)
+    # When each room last stopped being throttled.
+    _released: dict[str, float] = field(factory=dict, init=False)
     _throttle_logged: dict[str, float] = field(factory=dict, init=False)
 
     log = Logger()
@@ -160,13 +162,29 @@ class Backpressure:
             return None
         if self.stalled(reader):
             return "it stopped reading"
-        if not self.in_throttled_room(reader):
+        if not self.in_throttled_room(reader) and not self._just_released(reader):
             return "it reads slower than its room"
         if queued > THROTTLED_QUEUE_FACTOR * limit:
             return "its room is throttled, but its queue passed the hard limit"
         return None
 
     # Inside
+
+    def _just_released(self, reader: Reader) -> bool:
+        """
+        Whether one of C{reader}'s rooms stopped being throttled less than
+        the stall timeout ago: its readers that are still behind then were
+        behind with most of the room, and get that long to catch up before
+        the send queue limit applies to them alone.
+        """
+        released = self._released
+        if not released:
+            return False
+        now = self.clock.seconds()
+        return any(
+            now - released.get(key, -self.stall_timeout) < self.stall_timeout
+            for key in reader.room_keys()
+        )
 
     def _count(self, rooms: tuple[str, ...], delta: int) -> None:
         released = False
@@ -180,9 +198,21 @@ class Backpressure:
             after = self.throttled(key)
             if after and not before:
                 self._log_throttle(key)
-            released = released or (before and not after)
+            if before and not after:
+                released = True
+                self._note_release(key)
         if released and self.held:
             self._release()
+
+    def _note_release(self, key: str) -> None:
+        now = self.clock.seconds()
+        if len(self._released) > 100:
+            self._released = {
+                room: when
+                for room, when in self._released.items()
+                if now - when < self.stall_timeout
+            }
+        self._released[key] = now
 
     def _release(self) -> None:
         """Read again from held connections no longer in a throttled room."""

@@ -28,13 +28,17 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_chat.core import events
 from twisted_chat.core.chat import ChatServer, User
-from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.core.events import ErrorCode, NoticeCode
+from twisted_chat.core.interfaces import IChatClient, View
 from twisted_chat.server.backpressure import Backpressure
 from twisted_chat.server.fastwrite import can_write_now, unsent_bytes, write_now
 from twisted_chat.server.flood import TokenBucket
 from twisted_chat.server.limits import ConnectionCounter, Limits
+from twisted_chat.server.line_render import CURRENT, OTHER, RENDERER, render_reply
 from twisted_chat.shared import lines
+from twisted_chat.shared.rules import name_key
 from twisted_chat.shared.sockets import tune_socket
 
 _CLOSED = Failure(ConnectionDone())
@@ -153,7 +157,7 @@ class ChatProtocol(LineReceiver):
                 limits.idle_timeout, self._check_idle
             )
         with factory.batch():
-            self.user = factory.chat.connect(self)
+            self.user = factory.chat.connect(self, LINE_HOST)
             # Logged before the batch ends and the greeting is written.
             self.log.info(
                 "{peer} connected as {nick}", peer=self.peer, nick=self.user.nick
@@ -282,9 +286,11 @@ class ChatProtocol(LineReceiver):
         if not self._delayed:
             self.factory.chat.tell(
                 self.user,
-                lines.notice(
+                events.Notice(
+                    NoticeCode.FLOOD_DELAY,
                     f"You are sending lines faster than {limits.flood_rate:g} a "
-                    "second; the rest are delayed."
+                    "second; the rest are delayed.",
+                    (f"{limits.flood_rate:g}",),
                 ),
             )
             self.log.info(
@@ -295,7 +301,7 @@ class ChatProtocol(LineReceiver):
         self._delayed += 1
         waiting = len(self._pending) if self._pending else 0
         if self._delayed + waiting - 1 > limits.flood_kick:
-            self._kick("excess flood", "You kept sending too fast.")
+            self._kick("excess flood", "You kept sending too fast.", ErrorCode.FLOOD)
             return
         self._pause_reading(_FLOOD, True)
         self._resume_call = self.factory.clock.callLater(wait, self._resume_pending)
@@ -321,9 +327,9 @@ class ChatProtocol(LineReceiver):
     def room_keys(self) -> list[str]:
         """The keys of the rooms this user is in."""
         user = self.user
-        if user is None or user.room is None:
+        if user is None:
             return []
-        return [user.room.key]
+        return list(user.rooms)
 
     def unsent(self) -> int | None:
         """Bytes the transport holds that it has not written yet, if known."""
@@ -352,7 +358,9 @@ class ChatProtocol(LineReceiver):
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             self.factory.chat.refuse(
-                self.user, "Your line is not valid UTF-8 and was not sent."
+                self.user,
+                "Your line is not valid UTF-8 and was not sent.",
+                ErrorCode.NOT_UTF8,
             )
             return
         self.factory.chat.line_received(self.user, text)
@@ -362,6 +370,7 @@ class ChatProtocol(LineReceiver):
             self.factory.chat.refuse(
                 self.user,
                 f"Your line is longer than {self.MAX_LENGTH} bytes and was not sent.",
+                ErrorCode.LINE_TOO_LONG,
             )
 
     def _check_idle(self) -> None:
@@ -377,9 +386,10 @@ class ChatProtocol(LineReceiver):
             self._kick(
                 "idle timeout",
                 f"You sent nothing for {timeout:g} seconds.",
+                ErrorCode.IDLE,
             )
 
-    def _kick(self, reason: str, explanation: str) -> None:
+    def _kick(self, reason: str, explanation: str, code: str) -> None:
         """Disconnect this user for breaking a limit, telling them why."""
         user = self.user
         if user is None:
@@ -391,10 +401,28 @@ class ChatProtocol(LineReceiver):
             reason=reason,
         )
         self.factory.chat.drop(
-            user, reason, lines.error(f"Disconnected: {reason}. {explanation}")
+            user,
+            reason,
+            events.Error(code, f"Disconnected: {reason}. {explanation}"),
         )
 
     # Output: IChatClient
+
+    def view(self, current: bool) -> View:
+        return _VIEW_CURRENT if current else _VIEW_OTHER
+
+    def reply(self, event: object) -> None:
+        user = self.user
+        if isinstance(event, events.SHARED_EVENTS):
+            room = getattr(event, "room", None)
+            current = room is None or (
+                user is not None
+                and user.current is not None
+                and user.current.key == name_key(room)
+            )
+            self.send(RENDERER.render(event, CURRENT if current else OTHER))
+            return
+        self.send(render_reply(event, user.nick if user else ""))  # type: ignore[arg-type]
 
     def send(self, data: bytes) -> None:
         out = self._out
@@ -506,6 +534,14 @@ class ChatProtocol(LineReceiver):
         if self._congested:
             self._congested = False
         self.factory.pressure.caught_up(self)
+
+
+# The displayed host of line-protocol users: addresses are not shown to other
+# users (IRC front ends show it in nick!user@host).
+LINE_HOST = "line.twisted-chat"
+
+_VIEW_CURRENT = (RENDERER, CURRENT, True)
+_VIEW_OTHER = (RENDERER, OTHER, True)
 
 
 class RefusedProtocol(Protocol):

@@ -70,9 +70,9 @@ class Topic:
 
 @frozen
 class Kick:
-    """Make C{nick} leave C{room} (operators only)."""
+    """Make C{nick} leave C{room}, or the current room (operators only)."""
 
-    room: str
+    room: str | None
     nick: str
     reason: str | None = None
 
@@ -153,10 +153,15 @@ Command = (
 USAGE = {
     "nick": "/nick NAME",
     "join": "/join ROOM",
+    "part": "/part [ROOM] [REASON]",
     "rooms": "/rooms",
     "who": "/who [ROOM]",
+    "topic": "/topic [TEXT]",
+    "kick": "/kick NICK [REASON]",
     "msg": "/msg NICK TEXT",
     "me": "/me ACTION",
+    "away": "/away [MESSAGE]",
+    "whois": "/whois NICK",
     "help": "/help",
     "quit": "/quit [REASON]",
 }
@@ -196,6 +201,22 @@ def parse_line(line: str) -> Command | None:
         return Nick(args[0]) if len(args) == 1 else _usage(name)
     if name == "join":
         return Join(args[0]) if len(args) == 1 else _usage(name)
+    if name == "part":
+        target = rest.split(maxsplit=1)
+        if target and target[0].startswith("#"):
+            return Part(target[0], target[1].strip() if len(target) > 1 else None)
+        return Part(None, rest or None)
+    if name == "topic":
+        return Topic(None, rest or None)
+    if name == "kick":
+        target = rest.split(maxsplit=1)
+        if not target:
+            return _usage(name)
+        return Kick(None, target[0], target[1].strip() if len(target) > 1 else None)
+    if name == "away":
+        return Away(rest or None)
+    if name == "whois":
+        return Whois(args[0]) if len(args) == 1 else _usage(name)
     if name == "rooms":
         return Rooms() if not args else _usage(name)
     if name == "who":

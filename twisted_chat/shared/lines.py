@@ -109,6 +109,71 @@ def rooms(counts: list[tuple[str, int]]) -> str:
     return notice(f"Rooms ({len(counts)}): {listed}")
 
 
+def left_with_reason(nick: str, room: str, reason: str) -> str:
+    """A L{left} notice, with the reason the user gave, if any."""
+    if not reason:
+        return left(nick, room)
+    return notice(f"{nick} has left {room_label(room)} ({reason})")
+
+
+def kicked(operator: str, nick: str, room: str, reason: str) -> str:
+    return notice(f"{operator} kicked {nick} from {room_label(room)} ({reason})")
+
+
+def topic_changed(nick: str, room: str, topic: str) -> str:
+    if not topic:
+        return notice(f"{nick} cleared the topic of {room_label(room)}")
+    return notice(f"{nick} set the topic of {room_label(room)}: {topic}")
+
+
+def topic_is(room: str, topic: str, set_by: str) -> str:
+    if not topic:
+        return notice(f"{room_label(room)} has no topic.")
+    return notice(f"Topic of {room_label(room)}: {topic} (set by {set_by})")
+
+
+def room_notice(nick: str, text: str) -> str:
+    """A notice a user sent to a room (IRC's NOTICE)."""
+    return f"-{nick}- {text}"
+
+
+def private_action_in(sender: str, text: str) -> str:
+    return f"*{sender}* * {sender} {text}"
+
+
+def private_action_out(recipient: str, sender: str, text: str) -> str:
+    return f"-> *{recipient}* * {sender} {text}"
+
+
+def from_room(room: str, line: str) -> str:
+    """
+    A line from a room other than the reader's current one: the room's name
+    in front says where it comes from.
+    """
+    return f"[{room_label(room)}] {line}"
+
+
+def now_talking_in(room: str | None) -> str:
+    if room is None:
+        return notice("You are in no room now; /join one to talk.")
+    return notice(f"Now talking in {room_label(room)}.")
+
+
+def whois(
+    nick: str,
+    user: str,
+    host: str,
+    rooms: list[str],
+    away: str | None,
+    idle: float,
+) -> str:
+    where = ", ".join(room_label(room) for room in rooms) or "no room"
+    text = f"{nick} ({user}@{host}) is in {where}; idle {idle:.0f} s"
+    if away is not None:
+        text += f"; away: {away}"
+    return notice(text)
+
+
 def goodbye(reason: str) -> str:
     return notice(f"Goodbye ({reason})")
 
@@ -119,16 +184,21 @@ def shutting_down(reason: str) -> str:
 
 HELP_TEXT = (
     "Commands:",
-    f"  {USAGE['nick']:<16} change your nickname",
-    f"  {USAGE['join']:<16} switch to a room (created if needed)",
-    f"  {USAGE['rooms']:<16} list the rooms",
-    f"  {USAGE['who']:<16} list the users of a room",
-    f"  {USAGE['msg']:<16} send a private message",
-    f"  {USAGE['me']:<16} describe an action",
-    f"  {USAGE['help']:<16} show this help",
-    f"  {USAGE['quit']:<16} leave the chat",
-    "Any other line is sent to your room; start it with // to send a "
-    "line beginning with /.",
+    f"  {USAGE['nick']:<22} change your nickname",
+    f"  {USAGE['join']:<22} join a room (created if needed) and talk there",
+    f"  {USAGE['part']:<22} leave a room (the current one by default)",
+    f"  {USAGE['rooms']:<22} list the rooms",
+    f"  {USAGE['who']:<22} list the users of a room",
+    f"  {USAGE['topic']:<22} show or set the current room's topic",
+    f"  {USAGE['kick']:<22} make a user leave the current room (operators)",
+    f"  {USAGE['msg']:<22} send a private message",
+    f"  {USAGE['me']:<22} describe an action",
+    f"  {USAGE['away']:<22} mark yourself away, or back",
+    f"  {USAGE['whois']:<22} show what is public about a user",
+    f"  {USAGE['help']:<22} show this help",
+    f"  {USAGE['quit']:<22} leave the chat",
+    "Any other line is sent to your current room; start it with // to send "
+    "a line beginning with /. Lines from your other rooms start with [#room].",
 )
 
 

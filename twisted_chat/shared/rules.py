@@ -20,6 +20,7 @@ import re
 
 NICK_MAX = 20
 ROOM_MAX = 32
+TOPIC_MAX = 300
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 
