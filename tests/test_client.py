@@ -701,12 +701,24 @@ class SeveralRoomsSessionTests(SynchronousTestCase):
         self.assertEqual(self.rooms(session), ("ops", ["lobby", "dev", "ops"]))
 
     def test_restore_every_room(self) -> None:
-        """After a reconnection every room is joined, the current one last."""
+        """
+        After a reconnection every room is joined again in the same order
+        (so they keep their numbers), then the current one made current.
+        """
         session = self.in_three_rooms()
         self.hear(session, "*** Now talking in #dev.")
         session.connection_lost()
         self.assertEqual(self.rooms(session), (None, []))
-        self.assertEqual(self.greet(session, "guest4"), ["/join ops", "/join dev"])
+        self.assertEqual(
+            self.greet(session, "guest4"), ["/join dev", "/join ops", "/join dev"]
+        )
+        self.hear(
+            session,
+            lines.joined("guest4", "dev"),
+            lines.joined("guest4", "ops"),
+            "*** Now talking in #dev.",
+        )
+        self.assertEqual(self.rooms(session), ("dev", ["lobby", "dev", "ops"]))
 
     def test_restore_current_already_joined(self) -> None:
         """The server's default room as the current one is made current again."""

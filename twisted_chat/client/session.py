@@ -227,11 +227,12 @@ class ClientSession:
             # The first connection: keep what the server gives, and join
             # --room as well.
             self.wanted_rooms = list(self.rooms)
-        # The rooms to join, the one to make current last (/join makes a
-        # room current, whether it joins it or it was joined already).
+        # Each room in the order it was joined before, so that the rooms
+        # keep their numbers; then the current one again if it is not the
+        # last (/join of a room already joined makes it current).
         current = self.room
         for room in self.wanted_rooms:
-            if not _contains(self.rooms, room) and not _same(room, self.wanted_room):
+            if not _contains(self.rooms, room):
                 commands.append(f"/join {room}")
                 current = room
         if self.wanted_room is not None and not _same(current, self.wanted_room):
