@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 import sys
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.e2e import (
     free_port,
     global_reactor,
     poll,
+    short_temp_dir,
     start_server,
 )
 from tests.test_client_e2e import SOURCE_ROOT
@@ -41,22 +41,23 @@ BEFORE = "--- the shell, before the client ---"
 
 class Tmux:
     """
-    A tmux server on a socket of its own, running one session: the terminal
-    the client runs in.
+    A tmux server on a socket of its own, in a temporary directory removed
+    after the test, running one session: the terminal the client runs in.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, test: TestCase) -> None:
         assert TMUX is not None
         self.reactor = reactor
-        self.socket = f"chat-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.socket = os.path.join(short_temp_dir(test), "tmux")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+        test.addCleanup(self.kill)
 
     async def run(self, *args: str) -> str:
         """Run one tmux command; its standard output."""
         assert TMUX is not None
         out, err, code = await getProcessOutputAndValue(
             TMUX,
-            ["-L", self.socket, "-f", os.devnull, *args],
+            ["-S", self.socket, "-f", os.devnull, *args],
             env=self.env,
             reactor=self.reactor,
         )
@@ -158,8 +159,7 @@ class FullScreenTests(TestCase):
         await bob.read(4)
         bob.say("/nick bob")
         await bob.read(1)
-        tmux = Tmux(reactor)
-        self.addCleanup(tmux.kill)
+        tmux = Tmux(reactor, self)
         await tmux.start(client_command(port, "--nick=alice", *args))
         await tmux.wait(
             lambda rows: (
@@ -266,8 +266,7 @@ class FullScreenTests(TestCase):
         self.assertIn("terminal restored, status 0", rows)
 
         await tmux.run("kill-server")
-        tmux = Tmux(global_reactor())
-        self.addCleanup(tmux.kill)
+        tmux = Tmux(global_reactor(), self)
         await tmux.start(client_command(port, "--nick=carol"))
         await tmux.wait(lambda rows: "[carol]" in status_line(rows), "carol connected")
         await tmux.type("/quit see you")
@@ -288,8 +287,7 @@ class FullScreenTests(TestCase):
         reactor = global_reactor()
         port = free_port()
         await start_server(self, reactor, [f"tcp:{port}:interface=127.0.0.1"])
-        tmux = Tmux(reactor)
-        self.addCleanup(tmux.kill)
+        tmux = Tmux(reactor, self)
         await tmux.start(client_command(port, "--nick=dave", "--plain"))
         rows = await tmux.wait(
             lambda rows: "*** guest1 is now known as dave" in rows,
