@@ -134,8 +134,12 @@ class RenderEventTests(SynchronousTestCase):
         """QUIT :Quit: reason, as the Modern IRC document asks for a user's
         own QUIT."""
         self.assertEqual(
-            R.render(ev.Quit(T, BOB, "bye", (("dev", 3),)), False),
+            R.render(ev.Quit(T, BOB, "bye", (("dev", 3),), requested=True), False),
             b":bob!~b@b.host QUIT :Quit: bye\r\n",
+        )
+        self.assertEqual(
+            R.render(ev.Quit(T, BOB, "excess flood", (("dev", 3),)), False),
+            b":bob!~b@b.host QUIT :excess flood\r\n",
         )
 
     def test_nick_changed(self) -> None:

@@ -38,6 +38,7 @@ from twisted_chat.shared.commands import (
     Nick,
     Notice,
     Part,
+    PartAll,
     Quit,
     Rooms,
     Say,
@@ -111,6 +112,7 @@ class User:
     nick: str = "*"
     username: str = ""
     host: str = ""
+    realname: str = ""
     rooms: dict[str, Room] = field(factory=dict)
     current: Room | None = None
     away: str | None = None
@@ -121,7 +123,7 @@ class User:
     source: events.Source = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.source = events.Source(self.nick, self.username, self.host)
+        self.source = events.Source(self.nick, self.username or self.nick, self.host)
 
     @property
     def room(self) -> Room | None:
@@ -180,6 +182,7 @@ class ChatServer:
         nick: str | None = None,
         username: str = "",
         join_default: bool = False,
+        realname: str = "",
     ) -> bool:
         """
         Give C{user} the nickname C{nick} (a guest name if L{None}) and make
@@ -197,7 +200,8 @@ class ChatServer:
             if problem is not None:
                 self.tell(user, problem)
                 return False
-        user.username = username or nick
+        user.username = username
+        user.realname = realname or nick
         user.rename(nick)
         user.registered = True
         self.users[name_key(nick)] = user
@@ -215,10 +219,14 @@ class ChatServer:
         self.register(user, join_default=True)
         return user
 
-    def disconnect(self, user: User, reason: str = "connection lost") -> None:
+    def disconnect(
+        self, user: User, reason: str = "connection lost", requested: bool = False
+    ) -> None:
         """
         Forget a user whose connection has gone, telling their rooms.  Safe
         to call more than once.
+
+        @param requested: whether the user asked to quit.
         """
         if not user.connected:
             return
@@ -238,19 +246,26 @@ class ChatServer:
                 user.source,
                 reason,
                 tuple((room.name, room.next_seq()) for room in announced),
+                requested,
             )
             self.fanout.publish_user_event(
                 [room.key for room in announced], event, None
             )
 
-    def drop(self, user: User, reason: str, farewell: events.Reply) -> None:
+    def drop(
+        self,
+        user: User,
+        reason: str,
+        farewell: events.Reply,
+        requested: bool = False,
+    ) -> None:
         """
         End C{user}'s session: send them C{farewell}, tell their rooms they
         quit for C{reason}, and close the connection.
         """
         self.tell(user, farewell)
-        self.disconnect(user, reason)
-        user.client.disconnect(reason)
+        self.disconnect(user, reason, requested)
+        user.client.disconnect(reason or "quit")
 
     def shutdown(self, reason: str) -> None:
         """
@@ -326,12 +341,19 @@ class ChatServer:
             case Help():
                 self.tell(user, events.Help())
             case Quit(reason):
-                reason = reason or "quit"
                 self.drop(
                     user,
-                    reason,
-                    _notice(NoticeCode.GOODBYE, f"Goodbye ({reason})", reason),
+                    reason or "",
+                    _notice(
+                        NoticeCode.GOODBYE,
+                        f"Goodbye ({reason or 'quit'})",
+                        reason or "",
+                    ),
+                    requested=True,
                 )
+            case PartAll(reason):
+                for joined in list(user.rooms.values()):
+                    self._part(user, joined.name, reason)
             case Invalid(message):
                 self.refuse(user, message)
 
@@ -513,14 +535,11 @@ class ChatServer:
             self.fanout.update(previous.key, user.client, False)
 
     def _part(self, user: User, typed: str | None, reason: str | None) -> None:
-        if (
-            typed is None
-            and reason is not None
-            and " " not in reason
-            and name_key(normalize_room(reason)) in user.rooms
-        ):
-            # "/part dev": a room the user is in, written without its "#".
-            typed, reason = reason, None
+        if typed is None and reason:
+            # "/part dev [reason]": a room the user is in, without its "#".
+            first, _, rest = reason.partition(" ")
+            if name_key(normalize_room(first)) in user.rooms:
+                typed, reason = first, rest.strip() or None
         room = self._target_room(user, typed)
         if room is None:
             return
@@ -681,12 +700,18 @@ class ChatServer:
             user,
             events.Whois(
                 target.nick,
-                target.username,
+                target.username or target.nick,
                 target.host,
                 tuple(room.name for room in target.rooms.values()),
                 target.away,
                 max(0.0, now - target.last_active),
                 target.signon,
+                target.realname,
+                tuple(
+                    room.name
+                    for room in target.rooms.values()
+                    if target in room.operators
+                ),
             ),
         )
 
@@ -748,7 +773,13 @@ class ChatServer:
         return events.Names(
             room.name,
             tuple(
-                events.Member(member.nick, member in room.operators)
+                events.Member(
+                    member.nick,
+                    member in room.operators,
+                    member.username or member.nick,
+                    member.host,
+                    member.away is not None,
+                )
                 for member in islice(room.members.values(), NAMES_LIMIT)
             ),
             len(room.members),

@@ -136,6 +136,9 @@ class Quit:
     source: Source
     reason: str
     rooms: tuple[tuple[str, int], ...]
+    # Whether the user asked to quit (IRC shows "Quit: " before the reason
+    # then), rather than being disconnected for a reason of the server's.
+    requested: bool = False
 
 
 @frozen
@@ -217,6 +220,9 @@ class Member:
 
     nick: str
     operator: bool = False
+    user: str = ""
+    host: str = ""
+    away: bool = False
 
 
 @frozen
@@ -273,6 +279,9 @@ class Whois:
     away: str | None
     idle: float
     signon: float
+    realname: str = ""
+    # The rooms (of C{rooms}) where the user is an operator.
+    operator_in: tuple[str, ...] = ()
 
 
 @frozen

@@ -757,12 +757,9 @@ def quit_reason(event: ev.Quit) -> str:
     The reason of a QUIT as other clients see it.  The Modern IRC document
     asks for C{"Quit: "} before the reason of a user who sent QUIT
     themself (even an empty one), and the bare reason otherwise (a
-    connection lost, excess flood).  L{ev.Quit} does not say yet which it
-    was; until it has a C{requested} field, every quit is taken as asked
-    for.
+    connection lost, excess flood).
     """
-    requested = bool(getattr(event, "requested", True))
-    return f"Quit: {event.reason}" if requested else event.reason
+    return f"Quit: {event.reason}" if event.requested else event.reason
 
 
 # Translating a client's text for the core.

@@ -49,7 +49,7 @@ def user_text(event: events.UserEvent) -> str:
     """The line of a user event, the same for every room."""
     match event:
         case events.Quit(source=source, reason=reason):
-            return lines.quit_(source.nick, reason)
+            return lines.quit_(source.nick, reason or "quit")
         case events.NickChanged(source=source, new=new):
             return lines.nick_change(source.nick, new)
     raise TypeError(f"not a user event: {event!r}")

@@ -61,6 +61,13 @@ class Part:
 
 
 @frozen
+class PartAll:
+    """Leave every room (IRC's C{JOIN 0})."""
+
+    reason: str | None = None
+
+
+@frozen
 class Topic:
     """Show C{room}'s topic (C{text} L{None}), or set it (C{""} clears it)."""
 
@@ -138,6 +145,7 @@ Command = (
     | Nick
     | Join
     | Part
+    | PartAll
     | Topic
     | Kick
     | Away
