@@ -22,8 +22,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import observe_logs
 from twisted_chat.core.chat import ChatServer
+from twisted_chat.server.connection import RefusedProtocol
 from twisted_chat.server.limits import ConnectionCounter, Limits
-from twisted_chat.server.line import ChatFactory, ChatProtocol, RefusedProtocol
+from twisted_chat.server.line import ChatFactory, ChatProtocol
 
 # Where another user's words may appear in a line: only after one of these
 # prefixes, which name the sender (or, for "-> ", the recipient).

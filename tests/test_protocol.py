@@ -36,12 +36,9 @@ from zope.interface.verify import verifyObject
 from tests.helpers import observe_logs
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.server.connection import describe_address
 from twisted_chat.server.limits import DEFAULT_MAX_LINE_LENGTH, Limits
-from twisted_chat.server.line import (
-    ChatFactory,
-    ChatProtocol,
-    describe_address,
-)
+from twisted_chat.server.line import ChatFactory, ChatProtocol
 from twisted_chat.shared import lines
 from twisted_chat.shared.sockets import tune_socket
 
@@ -320,7 +317,7 @@ class LongLineTests(ProtocolTestCase):
     def test_configurable(self) -> None:
         """The error names the configured limit."""
         alice, alice_transport = self.connect("al")
-        self.assertEqual(alice.MAX_LENGTH, 10)
+        self.assertEqual(alice.max_line_length, 10)
         alice.dataReceived(b"z" * 100 + b"\n")
         self.assertEqual(received(alice_transport), [TOO_LONG.format(10)])
 

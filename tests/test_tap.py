@@ -316,8 +316,10 @@ class MakeServiceTests(SynchronousTestCase):
         return service
 
     def chat_factory(self, service: MultiService) -> ChatFactory:
-        [chat] = [child for child in service if isinstance(child, ChatService)]
-        return chat.factory
+        """The line protocol's factory, which every C{--port} listens with."""
+        factory = next(c for c in service if isinstance(c, ListenService)).factory
+        assert isinstance(factory, ChatFactory)
+        return factory
 
     def test_default_port(self) -> None:
         """By default the server listens on TCP port 10001 on every interface."""
@@ -384,16 +386,17 @@ class MakeServiceTests(SynchronousTestCase):
         service = self.start("--max-line-length=100", "--max-clients=3")
         [chat] = [child for child in service if isinstance(child, ChatService)]
         self.assertEqual(
-            chat.factory.limits, Limits(max_line_length=100, max_clients=3)
+            chat.delivery.limits, Limits(max_line_length=100, max_clients=3)
         )
-        self.assertIs(chat.factory.clock, self.reactor)
+        self.assertIs(chat.delivery.clock, self.reactor)
+        self.assertIs(self.chat_factory(service).delivery, chat.delivery)
         self.assertIs(chat.clock, self.reactor)
 
     def test_announce_limit(self) -> None:
         """The chat core gets --announce-limit."""
         service = self.start("--announce-limit=7")
         [chat] = [child for child in service if isinstance(child, ChatService)]
-        self.assertEqual(chat.factory.chat.announce_limit, 7)
+        self.assertEqual(chat.delivery.chat.announce_limit, 7)
 
     def test_tcp6_is_ipv6_only(self) -> None:
         """A C{tcp6} port is served by the IPv6-only endpoint."""
@@ -421,7 +424,7 @@ class ChatServiceTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.factory = ChatFactory(ChatServer(), Limits(), self.clock)
-        self.service = ChatService(self.factory, self.clock)
+        self.service = ChatService(self.factory.delivery, self.clock)
         self.service.startService()
 
     def connect(self) -> tuple[ChatProtocol, StringTransport]:

@@ -1,6 +1,6 @@
 """
-The chat as a twistd service: when the server stops, every user is told and
-every connection closed before the process exits.
+The chat as a twistd service: when the server stops, every user of every
+front end is told and every connection closed before the process exits.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twisted_chat.server.line import ChatFactory
+from twisted_chat.server.delivery import Delivery
 
 SHUTDOWN_GRACE = 5.0
+
+# The reason every user is given.
+STOPPING = "the server is stopping"
 
 
 def raise_file_limit(wanted: int) -> int:
@@ -40,28 +43,29 @@ def raise_file_limit(wanted: int) -> int:
 
 class ChatService(Service):
     """
-    On stop, sends every user a notice and closes the connections, then waits
-    until they are closed (at most C{grace} seconds) so that the notice is
-    actually written before the reactor stops.
+    On stop, sends every user a notice and closes the connections of every
+    front end (those not registered yet too), then waits until they are
+    closed (at most C{grace} seconds) so that the notice is actually written
+    before the reactor stops.
     """
 
     log = Logger()
 
     def __init__(
         self,
-        factory: ChatFactory,
+        delivery: Delivery,
         clock: IReactorTime,
         grace: float = SHUTDOWN_GRACE,
         listening: Sequence[str] = (),
     ) -> None:
-        self.factory = factory
+        self.delivery = delivery
         self.clock = clock
         self.grace = grace
         self.listening = list(listening)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        limit = self.factory.limits.max_clients
+        limit = self.delivery.limits.max_clients
         # Room for every client, the listeners and a margin for the process.
         wanted = (limit or 1_000_000) + 64
         available = raise_file_limit(wanted)
@@ -84,16 +88,21 @@ class ChatService(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        connections = list(self.factory.connections)
+        delivery = self.delivery
+        connections = list(delivery.connections)
         if not connections:
-            self.factory.chat.shutdown("the server is stopping")
+            delivery.chat.shutdown(STOPPING)
             return succeed(None)
         self.log.info(
             "telling {count} connections the server is stopping",
             count=len(connections),
         )
         waits = [connection.when_closed() for connection in connections]
-        self.factory.chat.shutdown("the server is stopping")
+        with delivery.batch():
+            delivery.chat.shutdown(STOPPING)
+            # Connections that are not users yet (IRC before its welcome).
+            for connection in connections:
+                connection.server_stopping(STOPPING)
         done = gatherResults(waits, consumeErrors=True)
         timeout = self.clock.callLater(self.grace, done.cancel)
 

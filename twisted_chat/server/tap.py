@@ -14,6 +14,7 @@ from twisted.python import usage
 
 from twisted_chat.core.chat import DEFAULT_ANNOUNCE_LIMIT, ChatServer
 from twisted_chat.server import limits as defaults
+from twisted_chat.server.delivery import Delivery
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory
 from twisted_chat.server.listen import ListenService
@@ -161,9 +162,10 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     limits = options.limits()
     top = MultiService()
     chat = ChatServer(announce_limit=options["announce-limit"])
-    factory = ChatFactory(chat, limits, cast(IReactorTime, reactor))
+    delivery = Delivery(chat, limits, cast(IReactorTime, reactor))
+    factory = ChatFactory(chat, delivery=delivery)
     ChatService(
-        factory, cast(IReactorTime, reactor), listening=options["port"]
+        delivery, cast(IReactorTime, reactor), listening=options["port"]
     ).setServiceParent(top)
     for port in options["port"]:
         description = endpoint_description(port, options["backlog"])
