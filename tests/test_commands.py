@@ -63,6 +63,7 @@ class UsageTableTests(SynchronousTestCase):
                 "me": "/me ACTION",
                 "away": "/away [MESSAGE]",
                 "whois": "/whois NICK",
+                "history": "/history [#ROOM] [N]",
                 "help": "/help",
                 "quit": "/quit [REASON]",
             },

@@ -128,6 +128,8 @@ class FormatTests(SynchronousTestCase):
                 "***   /me ACTION             describe an action",
                 "***   /away [MESSAGE]        mark yourself away, or back",
                 "***   /whois NICK            show what is public about a user",
+                "***   /history [#ROOM] [N]   show the last N lines of a room "
+                "(oldest first)",
                 "***   /help                  show this help",
                 "***   /quit [REASON]         leave the chat",
                 "*** Any other line is sent to your current room; start it with "

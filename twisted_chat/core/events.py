@@ -16,7 +16,10 @@ Three kinds:
     in: each member of any of those rooms receives them once, and they
     carry the room sequence number of each room they count in;
   - B{replies} (L{PrivateMessage}, L{Notice}, L{Error}, L{Names},
-    L{RoomList}, ...) go to one connection.
+    L{RoomList}, L{History}, ...) go to one connection.
+
+A room's history keeps its L{STORED_EVENTS} (messages, actions, notices to
+the room and topic changes): see L{twisted_chat.core.history}.
 
 Names in events are display names: a room's name has no C{#}; front ends add
 what their protocol shows.
@@ -155,6 +158,12 @@ class NickChanged:
 
 
 UserEvent = Quit | NickChanged
+
+# The room events a room's history keeps: what was said, and the topic.
+# Joins, leaves, kicks, quits and renames are not kept (IRC users find them
+# clutter in a replay; /who says who is there now), nor private messages.
+StoredEvent = Message | Action | RoomNotice | TopicChanged
+STORED_EVENTS = (Message, Action, RoomNotice, TopicChanged)
 
 # Every room and user event type: what a renderer renders, for isinstance().
 SHARED_EVENTS = (
@@ -306,6 +315,24 @@ class Help:
     """The list of commands; front ends render their own."""
 
 
+@frozen
+class History:
+    """
+    Stored lines of C{room}, oldest first, for one user: replayed on joining
+    the room (C{request} false: nothing is sent when there are none), or
+    asked for (C{/history}, IRC C{CHATHISTORY}: C{request} true, sent even
+    when empty).  Each event keeps its own C{seq} and C{time}.
+
+    C{current}: whether C{room} was the user's current room when the lines
+    were sent (the line protocol marks the lines of other rooms).
+    """
+
+    room: str
+    events: tuple[StoredEvent, ...]
+    request: bool = False
+    current: bool = True
+
+
 Reply = (
     PrivateMessage
     | Notice
@@ -317,6 +344,7 @@ Reply = (
     | Welcome
     | CurrentRoom
     | Help
+    | History
 )
 
 Event = RoomEvent | UserEvent | Reply
@@ -361,3 +389,9 @@ class ErrorCode:
     SEND_QUEUE = "send_queue"  # disconnected as a slow reader: ()
     IDLE = "idle"  # disconnected for idling: ()
     UNAVAILABLE = "unavailable"  # refused for now (degraded cluster): ()
+    # A line that the room's history could not store (a full disk) and so
+    # was delivered to nobody: (room,)
+    NOT_STORED = "not_stored"
+    NO_HISTORY = "no_history"  # the server keeps no history: ()
+    # The stored lines could not be read just now: (room,)
+    HISTORY_UNAVAILABLE = "history_unavailable"

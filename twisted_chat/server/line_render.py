@@ -108,7 +108,27 @@ def reply_lines(reply: events.Reply, viewer: str) -> list[str]:
             return [lines.now_talking_in(room)]
         case events.Help():
             return lines.help_lines()
+        case events.History():
+            return history_lines(reply)
     raise TypeError(f"not a reply: {reply!r}")
+
+
+def history_lines(reply: events.History) -> list[str]:
+    """
+    Stored lines, each as it was shown when said, after the mark of history
+    and its time (see L{lines.history}); for a room other than the current
+    one, the room's name first.  An answer to C{/history} starts with a
+    notice saying how many lines follow.
+    """
+    shown = []
+    if reply.request:
+        shown.append(lines.history_header(reply.room, len(reply.events)))
+    for event in reply.events:
+        text = lines.history(event.time, room_text(event))
+        if not reply.current:
+            text = lines.from_room(reply.room, text)
+        shown.append(text)
+    return shown
 
 
 def render_reply(reply: events.Reply, viewer: str) -> bytes:

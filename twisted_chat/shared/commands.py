@@ -125,6 +125,53 @@ class Help:
 
 
 @frozen
+class HistoryRef:
+    """
+    A point in a room's stored lines: a line's sequence number (IRC's
+    C{msgid=}), or a time in UTC seconds since the epoch (C{timestamp=}).
+    """
+
+    seq: int | None = None
+    time: float | None = None
+
+
+# How a History command selects lines (IRC CHATHISTORY's subcommands).
+LATEST, BEFORE, AFTER, AROUND, BETWEEN = (
+    "latest",
+    "before",
+    "after",
+    "around",
+    "between",
+)
+SELECTORS = (LATEST, BEFORE, AFTER, AROUND, BETWEEN)
+
+
+@frozen
+class History:
+    """
+    Show stored lines of a room (the current one when C{room} is L{None}):
+    C{count} of them (the server's default when L{None}), selected as IRC's
+    C{CHATHISTORY} does.  C{/history [N]} is the newest lines: L{LATEST}
+    without a C{start}.
+
+      - L{LATEST}: the newest lines (after C{start}, if given);
+      - L{BEFORE} / L{AFTER}: the lines just before / after C{start};
+      - L{AROUND}: lines on both sides of C{start};
+      - L{BETWEEN}: lines between C{start} and C{end}, counted from
+        C{start}.
+
+    References are exclusive, but for L{AROUND}, which may return the line
+    itself.
+    """
+
+    room: str | None = None
+    count: int | None = None
+    selector: str = LATEST
+    start: HistoryRef | None = None
+    end: HistoryRef | None = None
+
+
+@frozen
 class Quit:
     """Leave the chat."""
 
@@ -154,6 +201,7 @@ Command = (
     | Who
     | Msg
     | Help
+    | History
     | Quit
     | Invalid
 )
@@ -170,6 +218,7 @@ USAGE = {
     "me": "/me ACTION",
     "away": "/away [MESSAGE]",
     "whois": "/whois NICK",
+    "history": "/history [#ROOM] [N]",
     "help": "/help",
     "quit": "/quit [REASON]",
 }
@@ -177,6 +226,17 @@ USAGE = {
 
 def _usage(name: str) -> Invalid:
     return Invalid(f"Usage: {USAGE[name]}")
+
+
+def _history(args: list[str]) -> Command:
+    """C{/history [#ROOM] [N]}: N is a whole number of lines, at least 1."""
+    room = args.pop(0) if args and args[0].startswith("#") else None
+    if len(args) > 1 or (args and not (args[0].isdigit() and args[0].isascii())):
+        return _usage("history")
+    count = int(args[0]) if args else None
+    if count == 0:
+        return _usage("history")
+    return History(room, count)
 
 
 def parse_line(line: str) -> Command | None:
@@ -238,6 +298,8 @@ def parse_line(line: str) -> Command | None:
         return Msg(nick, text) if nick and text else _usage(name)
     if name == "help":
         return Help()
+    if name == "history":
+        return _history(args)
     if name == "quit":
         return Quit(rest or None)
     return Invalid(

@@ -13,6 +13,14 @@ for another user's line::
     * nick action         /me in your room
     *nick* text           a private message to you
     -> *nick* text        your private message to nick, as delivered
+    [history T] line      a line of the room's history, said at T (UTC)
+
+A line of history is the line as it was shown when it was said, after a
+mark that only the server writes: C{[history 2026-12-01 14:05:03Z] <bob> hi}.
+The time is UTC, to the second, written as RFC 3339 allows for readability
+(a space between date and time, C{Z} for UTC); a line from a room other than
+the reader's current one has the room first, as every such line does:
+C{[#dev] [history 2026-12-01 14:05:03Z] <bob> hi}.
 
 The client reads a few notices back (L{parse_self_nick}, L{parse_nick_change},
 L{parse_joined}) to know its own nickname and room, so the functions that
@@ -21,7 +29,9 @@ write and read them live side by side here.
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 
 from twisted_chat.shared.commands import USAGE
 
@@ -153,6 +163,31 @@ def from_room(room: str, line: str) -> str:
     return f"[{room_label(room)}] {line}"
 
 
+def history_time(when: float) -> str:
+    """
+    A time as a line of history shows it: UTC, to the second (truncated),
+    C{2026-12-01 14:05:03Z}.
+    """
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(int(when)))
+
+
+def history(when: float, line: str) -> str:
+    """
+    C{line}, said at C{when}, as a line of history: after a mark no user can
+    write (a user's own text never starts a line).
+    """
+    return f"[history {history_time(when)}] {line}"
+
+
+def history_header(room: str, count: int) -> str:
+    """The notice before the lines C{/history} sends."""
+    if not count:
+        return notice(f"No history in {room_label(room)}.")
+    return notice(
+        f"History of {room_label(room)}: {count} line{'s' if count != 1 else ''}"
+    )
+
+
 def now_talking_in(room: str | None) -> str:
     if room is None:
         return notice("You are in no room now; /join one to talk.")
@@ -195,6 +230,7 @@ HELP_TEXT = (
     f"  {USAGE['me']:<22} describe an action",
     f"  {USAGE['away']:<22} mark yourself away, or back",
     f"  {USAGE['whois']:<22} show what is public about a user",
+    f"  {USAGE['history']:<22} show the last N lines of a room (oldest first)",
     f"  {USAGE['help']:<22} show this help",
     f"  {USAGE['quit']:<22} leave the chat",
     "Any other line is sent to your current room; start it with // to send "
@@ -210,6 +246,30 @@ _NAME = r"[A-Za-z][A-Za-z0-9_-]*"
 _SELF_NICK = re.compile(rf"\*\*\* You are ({_NAME})\. ")
 _NICK_CHANGE = re.compile(rf"\*\*\* ({_NAME}) is now known as ({_NAME})\Z")
 _JOINED = re.compile(rf"\*\*\* ({_NAME}) has joined #({_NAME})\Z")
+
+
+_HISTORY = re.compile(r"\[history (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)Z\] ")
+
+
+def parse_history(line: str) -> tuple[float, str] | None:
+    """
+    The time (UTC seconds since the epoch) and the line of a L{history}
+    line, if C{line} is one; L{None} otherwise.  A room's name in front is
+    not part of it: see L{from_room}.
+    """
+    match = _HISTORY.match(line)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups())
+    try:
+        when = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        # timegm takes 2026-13-45 for a date in 2027: only a time that
+        # writes back the same is one.
+        if history_time(when) != line[9 : match.end() - 2]:
+            return None
+    except (ValueError, OverflowError):
+        return None
+    return float(when), line[match.end() :]
 
 
 def parse_self_nick(line: str) -> str | None:
