@@ -16,8 +16,9 @@ where the line protocol's plain lines go.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from itertools import islice
-from typing import Protocol
+from typing import Any, Protocol
 
 from attrs import define, field
 from twisted.logger import Logger
@@ -25,11 +26,13 @@ from twisted.logger import Logger
 from twisted_chat.core import events
 from twisted_chat.core.events import ErrorCode, NoticeCode
 from twisted_chat.core.fanout import LocalFanout
+from twisted_chat.core.history import RoomHistory
 from twisted_chat.core.interfaces import IChatClient, IFanout
 from twisted_chat.shared.commands import (
     Away,
     Command,
     Help,
+    History,
     Invalid,
     Join,
     Kick,
@@ -163,6 +166,9 @@ class ChatServer:
     default_room: str = DEFAULT_ROOM
     announce_limit: int = DEFAULT_ANNOUNCE_LIMIT
     clock: TimeSource = field(factory=WallClock)
+    # The rooms' stored lines, if the server keeps them: replayed on
+    # joining, shown by /history; rooms continue their sequence numbers.
+    history: RoomHistory | None = None
     users: dict[str, User] = field(factory=dict, init=False)
     rooms: dict[str, Room] = field(factory=dict, init=False)
     _guest_counter: int = field(default=0, init=False)
@@ -265,7 +271,9 @@ class ChatServer:
         """
         self.tell(user, farewell)
         self.disconnect(user, reason, requested)
-        user.client.disconnect(reason or "quit")
+        # After the farewell and whatever the user said before, which may
+        # wait for the room's history to store it.
+        self._in_order(user.client.disconnect, reason or "quit")
 
     def shutdown(self, reason: str) -> None:
         """
@@ -277,9 +285,16 @@ class ChatServer:
             user.connected = False
             for room in user.rooms.values():
                 self.fanout.unsubscribe(room.key, user.client)
-            user.client.disconnect("server shutdown")
+            self._in_order(user.client.disconnect, "server shutdown")
         self.users.clear()
         self.rooms.clear()
+
+    def _in_order(self, call: Callable[..., None], *args: Any) -> None:
+        """Call C{call} once what was sent before it is delivered."""
+        if self.history is None:
+            call(*args)
+        else:
+            self.history.call_in_order(call, *args)
 
     def tell(self, user: User, *replies: events.Reply) -> None:
         """Send one or more replies to C{user} alone."""
@@ -340,6 +355,8 @@ class ChatServer:
                 self._msg(user, nick, text, kind)
             case Help():
                 self.tell(user, events.Help())
+            case History():
+                self._history(user, command)
             case Quit(reason):
                 self.drop(
                     user,
@@ -506,7 +523,10 @@ class ChatServer:
             return
         room = self.rooms.get(key)
         if room is None:
-            room = self.rooms[key] = Room(name, created=self.clock.seconds())
+            # A room continues its sequence numbers: after a restart, or when
+            # it is made again after its last member left.
+            seq = 0 if self.history is None else self.history.last_seq(key)
+            room = self.rooms[key] = Room(name, created=self.clock.seconds(), seq=seq)
             room.operators.add(user)
             self.log.info("room {room} created by {nick}", room=name, nick=user.nick)
         room.members[name_key(user.nick)] = user
@@ -522,6 +542,9 @@ class ChatServer:
         if room.topic:
             self.tell(user, self._topic_reply(room))
         self.tell(user, self._names(room, joined=True))
+        if self.history is not None:
+            # Then what was said before, up to the first live line.
+            self.history.replay(user.client, room.key, room.name)
 
     def _make_current(self, user: User, room: Room, subscribe: bool = False) -> None:
         """Make C{room} the user's current room (joining it if C{subscribe})."""
@@ -673,6 +696,18 @@ class ChatServer:
         )
         if was_current:
             self._after_leaving_current(target)
+
+    def _history(self, user: User, command: History) -> None:
+        if self.history is None:
+            self.tell(
+                user, _error(ErrorCode.NO_HISTORY, "This server keeps no history.")
+            )
+            return
+        room = self._target_room(user, command.room)
+        if room is not None:
+            self.history.request(
+                user.client, room.key, room.name, command, room is user.current
+            )
 
     def _away(self, user: User, message: str | None) -> None:
         user.away = message
