@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.conversation import Conversation, LinePeer
 from tests.helpers import ChatNetwork, UserSide
 from twisted_chat.shared import lines
 
@@ -168,3 +169,9 @@ class ConversationTests(SynchronousTestCase):
             self.assertEqual(user.take(), ["*** Server shutting down: maintenance"])
             self.assertTrue(user.closed)
         self.assertEqual(self.network.factory.connections, set())
+
+
+class LineConversationTests(Conversation, SynchronousTestCase):
+    """The conversation suite, every user on the line protocol."""
+
+    front_ends = (LinePeer,)

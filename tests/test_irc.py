@@ -218,7 +218,7 @@ class RenderReplyTests(SynchronousTestCase):
             b":irc.test 001 al :Welcome to the TestNet Network, al\r\n"
             b":irc.test 002 al :Your host is irc.test, running version tc-1\r\n"
             b":irc.test 003 al :This server was created today\r\n"
-            b":irc.test 004 al irc.test tc-1 * ot o\r\n"
+            b":irc.test 004 al irc.test tc-1 i ot o\r\n"
             b":irc.test 005 al CASEMAPPING=ascii CHANMODES=,,,t CHANNELLEN=33 "
             b"CHANTYPES=# NETWORK=TestNet NICKLEN=20 PREFIX=(o)@ "
             b"TARGMAX=JOIN:,KICK:4,LIST:,NAMES:,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1 "
@@ -332,12 +332,33 @@ class RenderReplyTests(SynchronousTestCase):
             b":irc.test 318 al bob :End of /WHOIS list\r\n",
         )
 
+    def test_whois_realname_and_operator(self) -> None:
+        """311 ends with the real name; 319 marks the rooms where the user
+        is an operator with @."""
+        whois = ev.Whois(
+            "bob", "~b", "h", ("dev", "lobby"), None, 0, 5, "Bob B", ("Dev",)
+        )
+        reply = self.reply(whois, "WHOIS", "bob")
+        self.assertIn(b":irc.test 311 al bob ~b h * :Bob B\r\n", reply)
+        self.assertIn(b":irc.test 319 al bob :@#dev #lobby\r\n", reply)
+
     def test_who_channel(self) -> None:
-        """WHO #room: one 352 per member, then 315 with the mask."""
-        names = ev.Names("dev", (ev.Member("bob", True),), 1)
+        """WHO #room: one 352 per member (user, host, H or G for away, @ for
+        operators), then 315 with the mask."""
+        names = ev.Names(
+            "dev",
+            (
+                ev.Member("bob", True, "~b", "b.host"),
+                ev.Member("eve", False, "~e", "::1", away=True),
+                ev.Member("old"),
+            ),
+            3,
+        )
         self.assertEqual(
             self.reply(names, "WHO", "#dev"),
-            b":irc.test 352 al #dev * * irc.test bob H@ :0 bob\r\n"
+            b":irc.test 352 al #dev ~b b.host irc.test bob H@ :0 bob\r\n"
+            b":irc.test 352 al #dev ~e 0::1 irc.test eve G :0 eve\r\n"
+            b":irc.test 352 al #dev * * irc.test old H :0 old\r\n"
             b":irc.test 315 al #dev :End of WHO list\r\n",
         )
 
@@ -456,6 +477,13 @@ class RenderReplyTests(SynchronousTestCase):
                 b"ERROR :Closing link: Excess flood\r\n",
             )
 
+    def test_disconnecting_errors_name_the_reason(self) -> None:
+        """A disconnection that names its reason closes the link with it."""
+        error = ev.Error(ev.ErrorCode.IDLE, "Disconnected: ...", ("Ping timeout: 4 s",))
+        self.assertEqual(
+            self.reply(error), b"ERROR :Closing link: Ping timeout: 4 s\r\n"
+        )
+
     def test_errors_in_context(self) -> None:
         """The request changes the form: WHOIS ends with 318, NAMES of no
         room is 366 alone, WHO of nobody is 315 alone, USAGE names the IRC
@@ -480,6 +508,35 @@ class RenderReplyTests(SynchronousTestCase):
         )
         self.assertEqual(
             self.reply(ev.Error(E.CANNOT_SEND, "no", ("dev",)), "NOTICE", "#dev"), b""
+        )
+
+    def test_history(self) -> None:
+        """
+        Stored lines replayed on joining: as said, with their own time in the
+        tag under server-time; otherwise with the time in front of the text,
+        and without topic changes.
+        """
+        history = ev.History(
+            "dev",
+            (
+                ev.Message("dev", 4, T, BOB, "earlier"),
+                ev.TopicChanged("dev", 5, T, BOB, "plans"),
+                ev.Action("dev", 6, T, BOB, "waves"),
+            ),
+        )
+        self.assertEqual(
+            R.render_reply(history, "al", True),
+            TIME
+            + b":bob!~b@b.host PRIVMSG #dev :earlier\r\n"
+            + TIME
+            + b":bob!~b@b.host TOPIC #dev :plans\r\n"
+            + TIME
+            + b":bob!~b@b.host PRIVMSG #dev :\x01ACTION waves\x01\r\n",
+        )
+        self.assertEqual(
+            self.reply(history),
+            b":bob!~b@b.host PRIVMSG #dev :[2023-11-14 22:13] earlier\r\n"
+            b":bob!~b@b.host PRIVMSG #dev :\x01ACTION [2023-11-14 22:13] waves\x01\r\n",
         )
 
     def test_current_room(self) -> None:
@@ -883,17 +940,9 @@ class TranslateTests(SynchronousTestCase):
         )
 
     def test_join_zero(self) -> None:
-        """JOIN 0 asks for one's own rooms, then parts each."""
+        """JOIN 0 leaves every room, in one core command."""
         self.assertEqual(
-            self.lines(b"JOIN 0"), [Execute(cmd.Whois("al"), Context("JOIN0"))]
-        )
-        whois = ev.Whois("al", "~al", "h", ("dev", "lobby"), None, 0, 0)
-        self.assertEqual(
-            self.session.reply_received(whois, Context("JOIN0")),
-            [
-                Execute(cmd.Part("dev", None), Context("PART", "#dev")),
-                Execute(cmd.Part("lobby", None), Context("PART", "#lobby")),
-            ],
+            self.lines(b"JOIN 0"), [Execute(cmd.PartAll(None), Context("JOIN", "0"))]
         )
 
     def test_part(self) -> None:
@@ -1010,7 +1059,7 @@ class TranslateTests(SynchronousTestCase):
         self.assertEqual(
             self.lines(b"MODE #dev"), [Execute(cmd.Who("dev"), Context("MODE", "#dev"))]
         )
-        self.assertEqual(data(self.lines(b"MODE al")), b":irc.test 221 al +\r\n")
+        self.assertEqual(data(self.lines(b"MODE al")), b":irc.test 221 al +i\r\n")
         self.assertEqual(
             self.lines(b"MODE bob"), [Execute(cmd.Whois("bob"), Context("MODE", "bob"))]
         )
@@ -1020,11 +1069,15 @@ class TranslateTests(SynchronousTestCase):
         )
 
     def test_mode_changes(self) -> None:
-        """No mode can be changed: 501 for user modes, 472 for unknown
-        channel modes, +t is already set, other changes 482."""
-        self.assertEqual(
-            data(self.lines(b"MODE al +i")), b":irc.test 501 al :Unknown MODE flag\r\n"
-        )
+        """No mode can be changed: +i is already set, 501 for other user
+        modes, 472 for unknown channel modes, +t is already set, other
+        changes 482."""
+        self.assertEqual(self.lines(b"MODE al +i"), [])
+        for change in (b"-i", b"+w", b"+iw"):
+            self.assertEqual(
+                data(self.lines(b"MODE al " + change)),
+                b":irc.test 501 al :Unknown MODE flag\r\n",
+            )
         self.assertEqual(
             data(self.lines(b"MODE #dev +kt secret")),
             b":irc.test 472 al k :is unknown mode char to me\r\n",

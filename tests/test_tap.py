@@ -20,8 +20,14 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests.test_history_tap import HISTORY_DEFAULTS
 from twisted_chat.core.chat import DEFAULT_ANNOUNCE_LIMIT, ChatServer
 from twisted_chat.server import limits
+from twisted_chat.server.irc_protocol import (
+    DEFAULT_PING_INTERVAL,
+    IRCFactory,
+    IRCProtocol,
+)
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory, ChatProtocol
 from twisted_chat.server.listen import (
@@ -34,6 +40,7 @@ from twisted_chat.server.tap import Options, endpoint_description, makeService
 
 DEFAULTS: dict[str, Any] = {
     "port": ["tcp:10001"],
+    "irc-port": [],
     "backlog": 1024,
     "max-line-length": limits.DEFAULT_MAX_LINE_LENGTH,
     "flood-burst": limits.DEFAULT_FLOOD_BURST,
@@ -45,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "idle-timeout": limits.DEFAULT_IDLE_TIMEOUT,
     "socket-send-buffer": limits.DEFAULT_SOCKET_SEND_BUFFER,
     "announce-limit": DEFAULT_ANNOUNCE_LIMIT,
+    "ping-interval": DEFAULT_PING_INTERVAL,
+    **HISTORY_DEFAULTS,
 }
 
 
@@ -78,11 +87,20 @@ class OptionsTests(SynchronousTestCase):
 
     def test_every_option(self) -> None:
         """Every option is parsed into its key, as a number where it is one."""
-        options = parse("--port=tcp:2000", "--backlog=7", *EVERY_LIMIT)
+        options = parse(
+            "--port=tcp:2000",
+            "--irc-port=6667",
+            "--backlog=7",
+            "--ping-interval=30",
+            *EVERY_LIMIT,
+        )
         self.assertEqual(
             dict(options),
             {
                 "port": ["tcp:2000"],
+                "irc-port": ["6667"],
+                "ping-interval": 30.0,
+                **HISTORY_DEFAULTS,
                 "backlog": 7,
                 "max-line-length": 100,
                 "flood-burst": 3,
@@ -129,6 +147,7 @@ class OptionsTests(SynchronousTestCase):
             "--idle-timeout=0",
             "--announce-limit=0",
             "--socket-send-buffer=0",
+            "--ping-interval=0",
         )
         self.assertEqual(
             dict(options),
@@ -140,6 +159,7 @@ class OptionsTests(SynchronousTestCase):
                 "idle-timeout": 0.0,
                 "announce-limit": 0,
                 "socket-send-buffer": 0,
+                "ping-interval": 0.0,
             },
         )
 
@@ -160,8 +180,12 @@ class OptionsTests(SynchronousTestCase):
             "socket-send-buffer": at_least_zero,
             "flood-rate": seconds,
             "idle-timeout": seconds,
+            "ping-interval": seconds,
         }
-        self.assertEqual(sorted(bad), sorted(set(DEFAULTS) - {"port"}))
+        self.assertEqual(
+            sorted(bad),
+            sorted(set(DEFAULTS) - {"port", "irc-port", *HISTORY_DEFAULTS}),
+        )
         for name, values in bad.items():
             for value in values:
                 with self.assertRaises(UsageError, msg=f"--{name}={value}"):
@@ -275,7 +299,7 @@ class BadPortTests(SynchronousTestCase):
             (missing, os.path.abspath("missing.pem") + ": No such file or directory"),
             (systemd, "systemd passed no socket with that index (see LISTEN_FDS)"),
         ]:
-            options = parse("--port", port)
+            options = parse("--no-history", "--port", port)
             self.assertEqual(options["port"], [port])
             with self.assertRaises(ListenFailed) as caught:
                 makeService(options, MemoryReactorClock())
@@ -291,6 +315,31 @@ class BadPortTests(SynchronousTestCase):
         self.assertEqual(options["port"], ports)
 
 
+class IRCPortTests(SynchronousTestCase):
+    """C{--irc-port}: where IRC clients connect, given as C{--port} is."""
+
+    def test_repeated(self) -> None:
+        """It may be repeated; the values are kept as typed, in order, and
+        the line protocol keeps its default port."""
+        options = parse("--irc-port", "6667", "--irc-port=ssl:6697:privateKey=k")
+        self.assertEqual(
+            dict(options), {**DEFAULTS, "irc-port": ["6667", "ssl:6697:privateKey=k"]}
+        )
+
+    def test_checked_like_port(self) -> None:
+        """A mistake in it is a usage error naming C{--irc-port}."""
+        for typed, words in [
+            ("99999", "99999 is not a port number"),
+            ("bogus:1", "bogus"),
+            ("tcp6:1:interface=::", "\\:"),
+        ]:
+            with self.assertRaises(UsageError) as caught:
+                parse("--irc-port", typed)
+            message = str(caught.exception)
+            self.assertTrue(message.startswith(f"--irc-port {typed}: "), message)
+            self.assertIn(words, message)
+
+
 class MakeServiceTests(SynchronousTestCase):
     """L{makeService} builds the chat and its listeners."""
 
@@ -304,7 +353,9 @@ class MakeServiceTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
 
     def build(self, *args: str) -> MultiService:
-        service = makeService(parse(*args), self.reactor)
+        # History has tests of its own (test_history_tap), on a reactor
+        # with threads.
+        service = makeService(parse("--no-history", *args), self.reactor)
         assert isinstance(service, MultiService)
         return service
 
@@ -398,6 +449,35 @@ class MakeServiceTests(SynchronousTestCase):
         [chat] = [child for child in service if isinstance(child, ChatService)]
         self.assertEqual(chat.delivery.chat.announce_limit, 7)
 
+    def test_irc_ports(self) -> None:
+        """
+        Each C{--irc-port} listens with one L{IRCFactory}, which shares the
+        line protocol's L{Delivery} (so one batch, one backpressure and one
+        connection count for both) and gets C{--ping-interval}.
+        """
+        service = self.start(
+            "--port=10001",
+            "--irc-port=6667",
+            "--irc-port=tcp:6668",
+            "--ping-interval=9",
+        )
+        listeners = [child for child in service if isinstance(child, ListenService)]
+        self.assertEqual(
+            [(listener.label, type(listener.factory)) for listener in listeners],
+            [("10001", ChatFactory), ("6667", IRCFactory), ("tcp:6668", IRCFactory)],
+        )
+        line, irc, irc2 = (listener.factory for listener in listeners)
+        assert isinstance(line, ChatFactory) and isinstance(irc, IRCFactory)
+        self.assertIs(irc, irc2)
+        self.assertIs(irc.delivery, line.delivery)
+        self.assertEqual(irc.ping_interval, 9.0)
+        self.assertEqual(
+            self.reactor.tcpServers,
+            [(10001, line, 1024, ""), (6667, irc, 1024, ""), (6668, irc, 1024, "")],
+        )
+        [chat] = [child for child in service if isinstance(child, ChatService)]
+        self.assertEqual(chat.listening, ["10001", "6667 (IRC)", "tcp:6668 (IRC)"])
+
     def test_tcp6_is_ipv6_only(self) -> None:
         """A C{tcp6} port is served by the IPv6-only endpoint."""
         service = self.build("--port=tcp6:10001:interface=\\:\\:1", "--port=tcp:10001")
@@ -470,6 +550,38 @@ class ChatServiceTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.factory.connections, set())
+
+    def irc(self) -> tuple[IRCProtocol, StringTransport]:
+        """An IRC connection on the same delivery, not registered yet."""
+        factory = IRCFactory(self.factory.delivery)
+        peer = IPv4Address("TCP", "127.0.0.1", 40000 + len(self.factory.connections))
+        protocol = factory.buildProtocol(peer)
+        assert isinstance(protocol, IRCProtocol)
+        transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_every_front_end(self) -> None:
+        """
+        IRC users are told in IRC, and a connection still registering is
+        closed too.
+        """
+        (_, line_transport), (irc, irc_transport) = self.connect(), self.irc()
+        irc.dataReceived(b"NICK al\r\nUSER al 0 * :Al\r\n")
+        _, waiting = self.irc()
+        irc_transport.clear()
+        d = self.service.stopService()
+        self.assertEqual(line_transport.value(), SHUTDOWN)
+        error = b"ERROR :Server shutting down: the server is stopping\r\n"
+        self.assertEqual(irc_transport.value(), error)
+        self.assertEqual(waiting.value(), error)
+        self.assertTrue(
+            all(t.disconnecting for t in (line_transport, irc_transport, waiting))
+        )
+        for connection in list(self.factory.connections):
+            connection.connectionLost()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_gives_up_after_grace(self) -> None:
         """

@@ -41,10 +41,11 @@ or event (topic, away message, reasons) is B{truncated} to fit its line.
 from __future__ import annotations
 
 import re
+import time as _time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 from automat import TypeMachine, TypeMachineBuilder
 from twisted.words.protocols import irc as twirc
 from zope.interface import implementer
@@ -71,6 +72,7 @@ from twisted_chat.shared import commands as cmd
 from twisted_chat.shared.rules import (
     NICK_MAX,
     ROOM_MAX,
+    TOPIC_MAX,
     has_forbidden_characters,
     name_key,
     nick_error,
@@ -103,6 +105,10 @@ RPL_ENDOFHELP = "706"
 SUPPORTED_CAPABILITIES = frozenset(
     {"cap-notify", "echo-message", "multi-prefix", "server-time"}
 )
+
+# The user modes, always set: "i" (invisible), since nobody can list the
+# users of a channel they share without being in it, nor all users.
+USER_MODES = "+i"
 
 # The most targets of one PRIVMSG or NOTICE, and of one KICK.
 MAX_TARGETS = 4
@@ -184,8 +190,8 @@ class IRCServerInfo:
     version: str = "twisted-chat"
     created: str = "at start-up"
     motd: tuple[str, ...] = ()
-    # rules.TOPIC_MAX once it is committed; until then the same number.
-    topic_len: int = 300
+    # The core cuts topics to this length.
+    topic_len: int = TOPIC_MAX
 
 
 def isupport_tokens(info: IRCServerInfo) -> list[str]:
@@ -408,7 +414,27 @@ class IRCRenderer:
                 return b""
             case ev.Help():
                 return self.help(nick, context.target if context else "")
+            case ev.History():
+                return self._history(reply, server_time)
         raise TypeError(f"not a reply: {reply!r}")  # pragma: no cover
+
+    def _history(self, reply: ev.History, tagged: bool) -> bytes:
+        """
+        A room's stored lines, replayed on joining it: as they were said,
+        with their own time in the C{time} tag for a client that negotiated
+        C{server-time}.  Without it, a client would take them for new lines:
+        what was said then starts with its time (C{[2023-11-14 22:13]}),
+        and topic changes are left out (the topic itself came on joining).
+        """
+        if tagged:
+            return b"".join(self.render(event, True) for event in reply.events)
+        data = b""
+        for event in reply.events:
+            if isinstance(event, ev.TopicChanged):
+                continue
+            when = _time.strftime("%Y-%m-%d %H:%M", _time.gmtime(event.time))
+            data += self.render(evolve(event, text=f"[{when}] {event.text}"), False)
+        return data
 
     def _private(self, reply: ev.PrivateMessage, tagged: bool) -> bytes:
         tags = {"time": server_time(reply.time)} if tagged else None
@@ -437,7 +463,9 @@ class IRCRenderer:
             # to one's own nickname.
             return b""
         if code == ev.NoticeCode.GOODBYE:
-            return self.fatal(f"Closing link: {args[0] if args else reply.text}")
+            # The reason of the QUIT; "(Quit)" for a QUIT without one.
+            reason = args[0] if args else reply.text
+            return self.fatal(f"Closing link: {reason or '(Quit)'}")
         if code == ev.NoticeCode.SHUTDOWN:
             return self.fatal(
                 f"Server shutting down: {args[0] if args else reply.text}"
@@ -520,8 +548,9 @@ class IRCRenderer:
         if code == E.UNAVAILABLE:
             return self.numeric(twirc.RPL_TRYAGAIN, nick, verb or "*", trailing=text)
         if code in (E.FLOOD, E.SEND_QUEUE, E.IDLE):
-            # Sent just before the core closes the connection.
-            return self.fatal(f"Closing link: {text}")
+            # Sent just before the core closes the connection: the reason
+            # (args) as the other users see it in the QUIT, else the text.
+            return self.fatal(f"Closing link: {args[0] if args else text}")
         # BAD_TEXT, NOT_UTF8, NO_ROOM, and codes this front end does not know.
         return self.server_notice(nick, text)
 
@@ -541,17 +570,15 @@ class IRCRenderer:
     def _who_names(self, reply: ev.Names, nick: str, context: Context | None) -> bytes:
         chan = channel(reply.room)
         data = b"".join(
-            # The core's list has no user name, host or away state yet: "*"
-            # for the unknown parts, "H" (here).
             self.numeric(
                 twirc.RPL_WHOREPLY,
                 nick,
                 chan,
-                "*",
-                "*",
+                member.user or "*",
+                _host_param(member.host),
                 self.info.server_name,
                 member.nick,
-                "H@" if member.operator else "H",
+                ("G" if member.away else "H") + ("@" if member.operator else ""),
                 trailing=f"0 {member.nick}",
             )
             for member in reply.members
@@ -575,7 +602,7 @@ class IRCRenderer:
 
     def _user_mode(self, reply: ev.Whois, nick: str) -> bytes:
         if name_key(reply.nick) == name_key(nick):
-            return self.numeric(twirc.RPL_UMODEIS, nick, "+")
+            return self.numeric(twirc.RPL_UMODEIS, nick, USER_MODES)
         return self.numeric(
             twirc.ERR_USERSDONTMATCH, nick, trailing="Can't view modes for other users"
         )
@@ -621,16 +648,21 @@ class IRCRenderer:
             reply.user or "*",
             _host_param(reply.host),
             "*",
-            # No real name reaches the core yet: the nickname stands in, as
-            # the Modern IRC document suggests for clients without one.
-            trailing=reply.nick,
+            # Without a real name, the nickname stands in, as the Modern IRC
+            # document suggests for clients without one.
+            trailing=reply.realname or reply.nick,
         )
         if reply.rooms:
+            operator_in = {name_key(room) for room in reply.operator_in}
             head = message_head(
                 twirc.RPL_WHOISCHANNELS, [nick, reply.nick], self.info.server_name
             )
             room = MAX_LINE_BYTES - len(CRLF) - len(head.encode("utf-8")) - 2
-            for run in _pack((channel(r) for r in reply.rooms), room):
+            listed = (
+                ("@" if name_key(r) in operator_in else "") + channel(r)
+                for r in reply.rooms
+            )
+            for run in _pack(listed, room):
                 data += self.numeric(
                     twirc.RPL_WHOISCHANNELS, nick, reply.nick, trailing=run
                 )
@@ -672,10 +704,9 @@ class IRCRenderer:
             twirc.RPL_CREATED, nick, trailing=f"This server was created {info.created}"
         )
         # 004 lists the user modes, channel modes and channel modes with a
-        # parameter.  There are no user modes: "*" holds that place, since a
-        # middle parameter cannot be empty.
+        # parameter.  The one user mode is "i", always set (see USER_MODES).
         data += self.numeric(
-            twirc.RPL_MYINFO, nick, info.server_name, info.version, "*", "ot", "o"
+            twirc.RPL_MYINFO, nick, info.server_name, info.version, "i", "ot", "o"
         )
         tokens = isupport_tokens(info)
         for start in range(0, len(tokens), 13):
@@ -1086,7 +1117,7 @@ class _Connection:
         if not params or not params[0]:
             return self.need_more("JOIN")
         if params[0] == "0":
-            return self.execute(cmd.Whois(self.nick), "JOIN0")
+            return self.execute(cmd.PartAll(None), "JOIN", "0")
         out: list[Output] = []
         for target in params[0].split(","):
             if not target.startswith("#"):
@@ -1233,8 +1264,12 @@ class _Connection:
         if name_key(target) != name_key(self.nick):
             return self.execute(cmd.Whois(target), "MODE", target)
         if len(params) < 2:
-            return self.numeric(twirc.RPL_UMODEIS, "+")
-        # There are no user modes to change.
+            return self.numeric(twirc.RPL_UMODEIS, USER_MODES)
+        if set(params[1]) <= {"+", "i"} and params[1].startswith("+"):
+            # +i is always set (clients ask for it on connecting): nothing
+            # changes, and nothing is said.
+            return []
+        # No other user mode exists, and +i cannot be removed.
         return self.numeric(twirc.ERR_UMODEUNKNOWNFLAG, trailing="Unknown MODE flag")
 
     def channel_mode(self, target: str, changes: Sequence[str]) -> list[Output]:
@@ -1375,6 +1410,9 @@ class IRCSession:
         self._connection = _Connection(renderer or IRCRenderer(), capabilities)
         self._machine = _RegistrationMachine(self._connection)
         self.registered = False
+        # The command of the last message received (C{""} for none), so the
+        # connection can tell keepalive (PING, PONG) from the rest.
+        self.last_command = ""
 
     @property
     def nick(self) -> str:
@@ -1405,9 +1443,12 @@ class IRCSession:
         c = self._connection
         parsed = parse_message(line)
         if parsed is None:
+            self.last_command = ""
             return []
         if isinstance(parsed, BadLine):
+            self.last_command = ""
             return self._bad_line(parsed)
+        self.last_command = parsed.command
         sub = parsed.params[0].upper() if parsed.params else ""
         if parsed.command == "CAP" and sub in ("LS", "REQ"):
             self._machine.negotiation_started()
@@ -1419,6 +1460,13 @@ class IRCSession:
         if c.pending_nick is not None and c.user is not None:
             out += self._machine.identified()
         return out
+
+    def line_too_long(self) -> list[Output]:
+        """
+        The connection discarded a line longer than any client may send
+        (L{twisted_chat.server.irc_wire.MAX_CLIENT_LINE_BYTES}).
+        """
+        return self._bad_line(BadLine(TOO_LONG))
 
     def _bad_line(self, bad: BadLine) -> list[Output]:
         c = self._connection
@@ -1452,13 +1500,6 @@ class IRCSession:
             ):
                 c.pending_nick = None
                 self._machine.nick_refused()
-        if context is not None and context.verb == "JOIN0":
-            if isinstance(reply, ev.Whois):
-                return [
-                    Execute(cmd.Part(room, None), Context("PART", channel(room)))
-                    for room in reply.rooms
-                ]
-            return []
         if (
             isinstance(reply, ev.PrivateMessage)
             and not self.echo_message

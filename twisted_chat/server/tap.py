@@ -15,6 +15,12 @@ from twisted.python import usage
 from twisted_chat.core.chat import DEFAULT_ANNOUNCE_LIMIT, ChatServer
 from twisted_chat.server import limits as defaults
 from twisted_chat.server.delivery import Delivery
+from twisted_chat.server.history_service import (
+    HISTORY_FLAGS,
+    HISTORY_PARAMETERS,
+    history_from_options,
+)
+from twisted_chat.server.irc_protocol import DEFAULT_PING_INTERVAL, IRCFactory
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory
 from twisted_chat.server.listen import ListenService
@@ -38,11 +44,12 @@ def endpoint_description(port: str, backlog: int) -> str:
     return description
 
 
-def check_description(description: str, typed: str) -> None:
+def check_description(description: str, typed: str, option: str = "--port") -> None:
     """
     Parse an endpoint description without listening, so that a mistake in
-    the text of C{--port} (an unknown type or parameter, a port that is not
-    a number from 0 to 65535) is a usage error rather than a traceback.
+    the text of C{--port} or C{--irc-port} (the C{option} named in the
+    message) is a usage error rather than a traceback: an unknown type or
+    parameter, a port that is not a number from 0 to 65535.
 
     What depends on the machine rather than on the text is left to
     start-up, which reports it in one line with exit status 1 (see
@@ -56,12 +63,12 @@ def check_description(description: str, typed: str) -> None:
         hint = ""
         if "interface=" in description and "\\:" not in description:
             hint = " (write the colons of an IPv6 address as \\:)"
-        raise usage.UsageError(f"--port {typed}: {e}{hint}") from None
+        raise usage.UsageError(f"{option} {typed}: {e}{hint}") from None
     except Exception:
         return
     port = getattr(endpoint, "_port", None)
     if isinstance(port, int) and not 0 <= port <= 65535:
-        raise usage.UsageError(f"--port {typed}: {port} is not a port number")
+        raise usage.UsageError(f"{option} {typed}: {port} is not a port number")
 
 
 def _number(kind: Callable[[str], Any], minimum: float) -> Callable[[str], Any]:
@@ -86,7 +93,9 @@ class Options(usage.Options):
         "endpoint description (tcp:10001, tcp6:10001:interface=\\:\\:, "
         "unix:/run/chat.sock, ssl:6697:privateKey=key.pem:certKey=cert.pem) "
         "and may be given more than once; the default is " + DEFAULT_PORT + ". "
-        "A limit of 0 means no limit."
+        "--irc-port takes the same and listens for IRC clients (none by "
+        "default; ssl:6697:... for IRC over TLS); IRC and line-protocol users "
+        "share the rooms and the limits. A limit of 0 means no limit."
     )
 
     optParameters = [
@@ -115,14 +124,21 @@ class Options(usage.Options):
         ["socket-send-buffer", None, defaults.DEFAULT_SOCKET_SEND_BUFFER,
          "Kernel send buffer of each TCP connection, in bytes (0: the "
          "kernel's own sizing).", _count],
+        ["ping-interval", None, DEFAULT_PING_INTERVAL,
+         "IRC keepalive: PING a client silent for this many seconds, and "
+         "drop it (Ping timeout) if it then sends nothing for as long again "
+         "(0: off).", _seconds],
         ["announce-limit", None, DEFAULT_ANNOUNCE_LIMIT,
          "Rooms with more users than this do not announce joins, leaves and "
          "quits (0: always announce).", _count],
     ]  # fmt: skip
+    optParameters += HISTORY_PARAMETERS
+    optFlags = HISTORY_FLAGS
 
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
+        self["irc-port"] = []
 
     def opt_port(self, description: str) -> None:
         """Where to listen (repeatable): a port number or endpoint description."""
@@ -130,11 +146,18 @@ class Options(usage.Options):
 
     opt_p = opt_port
 
+    def opt_irc_port(self, description: str) -> None:
+        """Where to listen for IRC clients (repeatable), as for --port."""
+        self["irc-port"].append(description)
+
     def postOptions(self) -> None:
         if not self["port"]:
             self["port"] = [DEFAULT_PORT]
         for port in self["port"]:
             check_description(endpoint_description(port, self["backlog"]), port)
+        for port in self["irc-port"]:
+            description = endpoint_description(port, self["backlog"])
+            check_description(description, port, "--irc-port")
 
     def limits(self) -> Limits:
         """The L{Limits} these options ask for."""
@@ -153,7 +176,8 @@ class Options(usage.Options):
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
-    The chat service and one listening service per C{--port}.
+    The chat service, one listening service per C{--port} and one per
+    C{--irc-port}, all sharing one chat and one L{Delivery}.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -161,13 +185,26 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         reactor = cast(IReactorCore, default_reactor)
     limits = options.limits()
     top = MultiService()
-    chat = ChatServer(announce_limit=options["announce-limit"])
+    history = history_from_options(options, reactor)
+    chat = ChatServer(
+        fanout=history.fanout,
+        history=history.history,
+        announce_limit=options["announce-limit"],
+    )
+    if history.service is not None:
+        # First: the store is open before anything else starts.
+        history.service.setServiceParent(top)
     delivery = Delivery(chat, limits, cast(IReactorTime, reactor))
     factory = ChatFactory(chat, delivery=delivery)
+    irc = IRCFactory(delivery, ping_interval=options["ping-interval"])
+    listening = [*options["port"], *(f"{port} (IRC)" for port in options["irc-port"])]
     ChatService(
-        delivery, cast(IReactorTime, reactor), listening=options["port"]
+        delivery, cast(IReactorTime, reactor), listening=listening
     ).setServiceParent(top)
     for port in options["port"]:
         description = endpoint_description(port, options["backlog"])
         ListenService(reactor, description, factory, label=port).setServiceParent(top)
+    for port in options["irc-port"]:
+        description = endpoint_description(port, options["backlog"])
+        ListenService(reactor, description, irc, label=port).setServiceParent(top)
     return top
