@@ -172,6 +172,8 @@ class Link(Hooks):
     ping_interval: float = PING_INTERVAL
     ping_timeout: float = PING_TIMEOUT
     retry: Callable[[int], float] = field(factory=retry_policy)
+    # Lua scripts to SCRIPT LOAD on every connection, before it is up.
+    preload: tuple[str, ...] = ()
     state: str = field(default="connecting", init=False)
     run_id: str = field(default="", init=False)
     _protocol: CommandProtocol | None = field(default=None, init=False)
@@ -345,6 +347,7 @@ class Link(Hooks):
         if address.db:
             steps.append(protocol.command("SELECT", address.db))
         steps.append(protocol.command("CLIENT", "SETNAME", self.name))
+        steps += [protocol.command("SCRIPT", "LOAD", source) for source in self.preload]
         info = protocol.command("INFO", "server")
         steps.append(info)
 
