@@ -58,6 +58,7 @@ from twisted_chat.client.protocols import (
     ServerProtocol,
     TerminalProtocol,
 )
+from twisted_chat.client.server_lines import history_time
 from twisted_chat.client.session import ClientSession
 from twisted_chat.client.ui import Connection, Status, UserInterface
 from twisted_chat.shared.commands import Quit, parse_line
@@ -190,9 +191,9 @@ class ChatClient:
             return Connection.RECONNECTING
         return Connection.CONNECTING
 
-    def _show(self, text: str) -> None:
+    def _show(self, text: str, at: float | None = None) -> None:
         if self._ui is not None:
-            self._ui.show(text)
+            self._ui.show(text, at)
 
     def _update_status(self) -> None:
         """Tell the user interface what changed, if anything did."""
@@ -218,7 +219,8 @@ class ChatClient:
     def server_line(self, server: ServerProtocol, line: str) -> None:
         if server is not self._server:
             return
-        self._show(line)
+        # A line of a room's history is shown with the time it was said.
+        self._show(line, history_time(line))
         if self._quitting and not self._finished:
             self._set_timer(self.quit_grace, self._quit_timed_out)
         was_ready = self.session.ready

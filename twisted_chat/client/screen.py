@@ -8,7 +8,9 @@ Layout, top to bottom::
     12:01 *** alice has joined #dev          the scrollback: every line with
     12:02 <bob> hi alice                     its local time; lines of a room
     12:02 [#lobby] <carol> lunch?            other than the current one show
-                                             the room
+    2026-11-30 09:15 <dave> old news         the room; a line of history shows
+                                             when it was said, its stamp in
+                                             blue
     [alice] [#dev] [1:#lobby 2:#dev] [connected]     the status line
     [#dev] what I am typi_                           the input line
 
@@ -49,7 +51,7 @@ from twisted_chat.client.cells import (
 from twisted_chat.client.inputline import InputLine
 from twisted_chat.client.server_lines import parse_kicked, parse_left, split_room
 from twisted_chat.client.ui import Connection, Status
-from twisted_chat.shared.lines import parse_joined
+from twisted_chat.shared.lines import parse_history, parse_joined
 from twisted_chat.shared.rules import name_key, replace_forbidden_characters
 
 # Lines kept in the scrollback.
@@ -74,6 +76,7 @@ ROOM_TAG = Style(colour=BLUE, bold=True)
 NOTICE = Style(bold=True)
 ERROR = Style(colour=RED, bold=True)
 CLIENT = Style(colour=YELLOW)
+HISTORY = Style(colour=BLUE)
 BAR = Style(reverse=True)
 BAR_CURRENT = Style(reverse=True, bold=True)
 
@@ -188,13 +191,16 @@ class Entry:
     One line of the scrollback.
 
     @ivar at: when it arrived (or was said, for a replayed line).
-    @ivar text: the line, made safe, without its C{[#room]} mark.
+    @ivar text: the line, made safe, without its C{[#room]} mark (nor, for a
+        line of history, its C{[history T]} mark).
     @ivar room: the room it belongs to, if any.
+    @ivar history: whether it is a line of a room's history.
     """
 
     at: float
     text: str
     room: str | None
+    history: bool = False
 
 
 @define
@@ -225,9 +231,13 @@ class Screen:
         """
         room, body = split_room(replace_forbidden_characters(text))
         body = body.replace("\t", " ")
+        # A line of history: its stamp says when it was said.
+        replayed = parse_history(body)
+        if replayed is not None:
+            body = replayed[1]
         if room is None:
             room = line_room(body, self.status.room)
-        entry = Entry(at, body, room)
+        entry = Entry(at, body, room, replayed is not None)
         self.entries.append(entry)
         if self.scroll:
             self.scroll += len(self._wrap(entry, at))
@@ -266,7 +276,7 @@ class Screen:
 
     def _wrap(self, entry: Entry, now: float) -> list[Row]:
         stamp = self.stamp(entry.at, now) + " "
-        segments = [Segment(stamp)]
+        segments = [Segment(stamp, HISTORY if entry.history else PLAIN)]
         if entry.room is not None and not _same_room(entry.room, self.status.room):
             segments.append(Segment(f"[#{entry.room}] ", ROOM_TAG))
         segments += body_segments(entry.text, self.status.nick)

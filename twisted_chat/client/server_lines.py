@@ -9,6 +9,12 @@ in front::
     [#dev] <bob> hi
     [#dev] *** carol has joined #dev
 
+A line of a room's history has its own time (L{history_time}), after the
+room's name if any::
+
+    [history 2026-12-01 14:05:03Z] <bob> hi
+    [#dev] [history 2026-12-01 14:05:03Z] <bob> hi
+
 and the notices that move the user between rooms are::
 
     *** N has joined #R                joined R, which is now current
@@ -26,6 +32,8 @@ L{twisted_chat.shared.lines}; the rest are read here, on the client's side.
 from __future__ import annotations
 
 import re
+
+from twisted_chat.shared.lines import parse_history
 
 _NAME = r"[A-Za-z][A-Za-z0-9_-]*"
 _ROOM_PREFIX = re.compile(rf"\[#({_NAME})\] ")
@@ -46,6 +54,16 @@ def split_room(line: str) -> tuple[str | None, str]:
     if match is None:
         return None, line
     return match.group(1), line[match.end() :]
+
+
+def history_time(line: str) -> float | None:
+    """
+    When a line of a room's history was said (UTC seconds since the epoch),
+    or L{None} for a line that is news.
+    """
+    _, rest = split_room(line)
+    parsed = parse_history(rest)
+    return parsed[0] if parsed is not None else None
 
 
 def parse_left(line: str) -> tuple[str, str] | None:
