@@ -36,6 +36,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import ProcessProtocol, connectionDone
 from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -297,11 +298,13 @@ def start_server(
     ports: Sequence[str],
     options: Sequence[str] = (),
     cwd: str | None = None,
+    irc_ports: Sequence[str] = (),
 ) -> Deferred[ServerProcess]:
     """
     Start C{twistd -n --pidfile= chat} listening on each of C{ports} (values
-    for C{--port}); fires with the L{ServerProcess} once every listener
-    accepts connections, and fails if the server exits first.
+    for C{--port}) and of C{irc_ports} (for C{--irc-port}); fires with the
+    L{ServerProcess} once every listener accepts connections, and fails if
+    the server exits first.
 
     Twisted logs C{starting on} for each listener, after C{listen()} for
     TCP but before C{bind()} for a UNIX socket; so for UNIX sockets this also
@@ -310,9 +313,12 @@ def start_server(
     args = ["chat", *options]
     for port in ports:
         args += ["--port", port]
+    for port in irc_ports:
+        args += ["--irc-port", port]
     server = spawn_twistd(test, reactor, args, cwd)
-    paths = [path for path in map(unix_path, ports) if path is not None]
-    return Deferred.fromCoroutine(_wait_listening(reactor, server, len(ports), paths))
+    every = [*ports, *irc_ports]
+    paths = [path for path in map(unix_path, every) if path is not None]
+    return Deferred.fromCoroutine(_wait_listening(reactor, server, len(every), paths))
 
 
 async def _wait_listening(
@@ -502,3 +508,86 @@ def connect_user(
 
     d = connectProtocol(endpoint, user).addCallback(connected)
     return with_timeout(d, reactor, "connecting")
+
+
+class Terminal:
+    """
+    A real terminal for a full-screen program: a tmux server on a socket of
+    its own, in a temporary directory removed after the test, with one
+    detached session; read with C{capture-pane}, typed into with
+    C{send-keys}.  Waiting polls the screen with a bound; nothing sleeps.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        test: SynchronousTestCase,
+        width: int = 120,
+        height: int = 40,
+    ) -> None:
+        tmux = shutil.which("tmux")
+        assert tmux is not None, "tmux is not installed"
+        self.tmux = tmux
+        self.reactor = reactor
+        self.width, self.height = width, height
+        self.socket = os.path.join(short_temp_dir(test), "tmux")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+        test.addCleanup(self.kill)
+
+    async def run(self, *args: str) -> str:
+        """Run one tmux command; its standard output."""
+        out, err, code = await getProcessOutputAndValue(
+            self.tmux,
+            ["-S", self.socket, "-f", os.devnull, *args],
+            env=self.env,
+            reactor=self.reactor,
+        )
+        if code != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: status {code}: {err!r}")
+        text: str = out.decode("utf-8", "replace")
+        return text
+
+    async def start(self, command: str) -> None:
+        """Start the session running C{command}, a shell command line."""
+        size = ["-x", str(self.width), "-y", str(self.height)]
+        await self.run("new-session", "-d", "-s", "term", *size, command)
+
+    async def kill(self) -> None:
+        """Stop the tmux server, and with it what still runs in it."""
+        with suppress(AssertionError):  # Already gone.
+            await self.run("kill-server")
+
+    async def screen(self) -> list[str]:
+        """The terminal's rows, as a user sees them now."""
+        return (await self.run("capture-pane", "-p", "-t", "term")).split("\n")[:-1]
+
+    async def keys(self, *keys: str) -> None:
+        """Press keys, by tmux's names (C{Enter}, C{M-1})."""
+        await self.run("send-keys", "-t", "term", *keys)
+
+    async def line(self, text: str) -> None:
+        """Type C{text} and press Enter."""
+        await self.run("send-keys", "-t", "term", "-l", text)
+        await self.keys("Enter")
+
+    async def wait(
+        self, done: Callable[[list[str]], bool], what: str, seconds: float = TIMEOUT
+    ) -> list[str]:
+        """Poll the screen until C{done(rows)}; fail after C{seconds}."""
+        deadline = self.reactor.seconds() + seconds
+        while True:
+            rows = await self.screen()
+            if done(rows):
+                return rows
+            if self.reactor.seconds() > deadline:
+                raise AssertionError(
+                    f"{what}: not on the screen within {seconds} seconds; "
+                    "the screen:\n" + "\n".join(rows)
+                )
+            await deferLater(self.reactor, 0.05, lambda: None)
+
+    async def wait_for(self, text: str, what: str | None = None) -> list[str]:
+        """Poll the screen until a row holds C{text}."""
+        return await self.wait(
+            lambda rows: any(text in row for row in rows), what or repr(text)
+        )
