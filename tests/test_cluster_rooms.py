@@ -28,9 +28,11 @@ def said(text: str, room: str = "dev") -> events.Message:
     return events.Message(room, 0, 1.5, ALICE, text)
 
 
-def command_link(test: TestCase, redis: RedisServer, name: str = "cmd") -> Link:
+def command_link(
+    test: TestCase, redis: RedisServer, name: str = "cmd", **kw: object
+) -> Link:
     """A command link with the scripts preloaded."""
-    return make_link(test, redis.url, name, preload=scripts.sources())
+    return make_link(test, redis.url, name, preload=scripts.sources(), **kw)
 
 
 class PublishTests(TestCase):

@@ -62,6 +62,10 @@ class Keys:
         """Hash: a room's members, nick key to their details and node."""
         return f"{self.prefix}r:{room}:members"
 
+    def member_order(self, room: str) -> str:
+        """Sorted set: a room's members by when they joined."""
+        return f"{self.prefix}r:{room}:order"
+
     def room_info(self, room: str) -> str:
         """Hash: a room's display name and topic."""
         return f"{self.prefix}r:{room}:info"

@@ -111,7 +111,157 @@ return header
 """,
 )
 
-ALL: tuple[Script, ...] = (PUBLISH,)
+
+# The directory (see directory.py).  A nick key holds "<node> <details>";
+# a room's members hash holds "<node> <details>" per nick key.
+
+# Claim a nickname for a node: SET NX with an expiry.  Claiming again
+# (after a reconnection), a node that still holds it refreshes it; a new
+# claim of a name the node holds fails (another of its users has it).
+# KEYS: the nick key.  ARGV: node, value, ttl, '1' to claim again.
+# Returns 1 if the node holds it now, else the holder's value.
+CLAIM = Script(
+    "claim",
+    r"""
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then
+  return 1
+end
+local held = redis.call('GET', KEYS[1])
+if ARGV[4] == '1' and held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return held or 0
+""",
+)
+
+# Replace a nickname's details if the node holds it.  KEYS: the nick key.
+# ARGV: node, value.  Returns 1 if done.
+UPDATE = Script(
+    "update",
+    r"""
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0
+""",
+)
+
+# Release a nickname if the node holds it (not one another node took after
+# ours expired).  KEYS: the nick key.  ARGV: node.
+RELEASE = Script(
+    "release",
+    r"""
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+""",
+)
+
+# Refresh many nick keys at once.  KEYS: nick keys.  ARGV: ttl.  Returns one
+# 1 or 0 per key: 0 means the key had expired.
+REFRESH = Script(
+    "refresh",
+    r"""
+local done = {}
+for i, key in ipairs(KEYS) do
+  done[i] = redis.call('EXPIRE', key, ARGV[1])
+end
+return done
+""",
+)
+
+# A member joins a room (or is listed again).  KEYS: members hash, members
+# order (sorted set), rooms hash, room info hash, the node's rooms set.
+# ARGV: room key, nick key, value, room display name.  Returns 1 if the room
+# was empty before (its first member is its operator).
+JOIN = Script(
+    "join",
+    r"""
+local created = 0
+if redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) == 1 then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], 'NX', tonumber(t[1]) + tonumber(t[2]) / 1e6, ARGV[2])
+  if redis.call('HINCRBY', KEYS[3], ARGV[1], 1) == 1 then
+    created = 1
+    redis.call('DEL', KEYS[4])
+  end
+end
+redis.call('HSETNX', KEYS[4], 'name', ARGV[4])
+redis.call('SADD', KEYS[5], ARGV[1])
+return created
+""",
+)
+
+# A member of this node leaves a room (not a member of the same name on
+# another node, after this node lost the name).  KEYS: members hash,
+# members order, rooms hash, room info hash.  ARGV: room key, nick key,
+# node.  Returns 1 if they were there.
+PART = Script(
+    "part",
+    r"""
+local held = redis.call('HGET', KEYS[1], ARGV[2])
+if not held or string.sub(held, 1, #ARGV[3] + 1) ~= ARGV[3] .. ' ' then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])
+if redis.call('HINCRBY', KEYS[3], ARGV[1], -1) <= 0 then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('DEL', KEYS[4])
+end
+return 1
+""",
+)
+
+# A node's heartbeat: note it alive (by Redis's clock, so that the nodes'
+# clocks do not matter), and take out of every room the members of the
+# nodes whose heartbeat is older than ttl seconds.  KEYS: the nodes sorted
+# set.  ARGV: key prefix, ttl, this node (or '' to only reap).
+# Returns {1 if this node was not listed (new, or reaped), then for each
+# member taken out: node, room key, nick key, value}.
+BEAT = Script(
+    "beat",
+    r"""
+local prefix, ttl, me = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local result = {0}
+if me ~= '' then
+  result[1] = redis.call('ZADD', KEYS[1], now, me)
+end
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl)) do
+  local rooms_key = prefix .. 'n:' .. node .. ':rooms'
+  for _, room in ipairs(redis.call('SMEMBERS', rooms_key)) do
+    local members = prefix .. 'r:' .. room .. ':members'
+    local all = redis.call('HGETALL', members)
+    for i = 1, #all, 2 do
+      local nick, value = all[i], all[i + 1]
+      if string.sub(value, 1, #node + 1) == node .. ' ' then
+        redis.call('HDEL', members, nick)
+        redis.call('ZREM', prefix .. 'r:' .. room .. ':order', nick)
+        if redis.call('HINCRBY', prefix .. 'rooms', room, -1) <= 0 then
+          redis.call('HDEL', prefix .. 'rooms', room)
+          redis.call('DEL', prefix .. 'r:' .. room .. ':info')
+        end
+        for _, item in ipairs({node, room, nick, value}) do
+          result[#result + 1] = item
+        end
+      end
+    end
+  end
+  redis.call('DEL', rooms_key)
+  redis.call('ZREM', KEYS[1], node)
+end
+return result
+""",
+)
+
+ALL: tuple[Script, ...] = (PUBLISH, CLAIM, UPDATE, RELEASE, REFRESH, JOIN, PART, BEAT)
 
 
 def sources() -> tuple[str, ...]:
