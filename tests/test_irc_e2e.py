@@ -16,7 +16,8 @@ import re
 import shlex
 import shutil
 
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
 from tests.e2e import (
@@ -28,6 +29,7 @@ from tests.e2e import (
     short_temp_dir,
     start_server,
 )
+from tests.tls_helpers import new_authority, write_server_files
 
 IRSSI = shutil.which("irssi")
 TMUX = shutil.which("tmux")
@@ -197,3 +199,35 @@ class RawIRCTests(TestCase):
         self.assertEqual(
             await bob.read(1), ["*** al has quit (Ping timeout: 1 seconds)"]
         )
+
+    async def test_tls(self) -> None:
+        """
+        C{--irc-port ssl:...} is IRC over TLS: a verifying client registers
+        and talks with a line-protocol user.
+        """
+        reactor = global_reactor()
+        port, irc_port = free_port(), free_port()
+        files = write_server_files(short_temp_dir(self), new_authority())
+        await start_server(
+            self,
+            reactor,
+            [f"tcp:{port}:interface=127.0.0.1"],
+            irc_ports=[files.description(irc_port)],
+        )
+        bob = await connect_user(
+            self, reactor, TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        )
+        await bob.read(4)
+        with open(files.ca, "rb") as ca:
+            trust = Certificate.loadPEM(ca.read())
+        endpoint = wrapClientTLS(
+            optionsForClientTLS("localhost", trustRoot=trust),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", irc_port),
+        )
+        al = await connect_user(self, reactor, endpoint)
+        al.say("NICK al", "USER al 0 * :Al", "JOIN #lobby", "PRIVMSG #lobby :secure")
+        self.assertEqual(
+            (await al.read(1))[0],
+            ":server.twisted-chat 001 al :Welcome to the twisted-chat Network, al\r",
+        )
+        self.assertEqual(await bob.read(2), ["*** al has joined #lobby", "<al> secure"])

@@ -35,8 +35,9 @@ once closing), so delivering a line never goes through the machine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
 from typing import Protocol as TypingProtocol
-from typing import cast
 
 from automat import TypeMachine, TypeMachineBuilder
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -127,7 +128,12 @@ class _Lifecycle(TypingProtocol):
         """The transport is closed, by either side."""
 
 
-def _build_lifecycle() -> TypeMachine[_Lifecycle, Connection]:
+# A state of the machine (automat does not export the type's name).
+_State = Any
+
+
+def _build_lifecycle() -> tuple[TypeMachine[_Lifecycle, Connection], dict[str, _State]]:
+    """The lifecycle machine, and its states by name (see L{Connection.state})."""
     builder = TypeMachineBuilder(_Lifecycle, Connection)
     registering = builder.state("registering")
     opened = builder.state("open")
@@ -162,7 +168,9 @@ def _build_lifecycle() -> TypeMachine[_Lifecycle, Connection]:
         c._finish(reason)
 
     closed.upon(_Lifecycle.lost).loop().returns(None)
-    return builder.build()
+    states = {"registering": registering, "open": opened}
+    states.update(closing=closing, closed=closed)
+    return builder.build(), states
 
 
 @implementer(IChatClient, IPushProducer)
@@ -208,7 +216,8 @@ class Connection(Protocol):
     _closed_waiters: list[Deferred[None]] | None = None
     _direct = False  # a plain TCP socket: written at the end of the turn
     _turn_queued = False  # in the delivery's list for the end of the turn
-    _lifecycle: _Lifecycle
+    # The lifecycle machine, while it handles an input (see _lifecycle_input).
+    _lifecycle: _Lifecycle | None = None
 
     # What each front end says
 
@@ -272,7 +281,6 @@ class Connection(Protocol):
                 limits.flood_rate, limits.flood_burst, clock.seconds()
             )
         self._last_line = clock.seconds()
-        self._lifecycle = _LIFECYCLE(self)
 
         address = self.transport.getPeer()
         self.peer = describe_address(address)
@@ -290,10 +298,32 @@ class Connection(Protocol):
 
     def registered(self) -> None:
         """The connection is now a user of the chat (see the lifecycle)."""
-        self._lifecycle.registered()
+        self._lifecycle_input(lambda machine: machine.registered())
 
     def connectionLost(self, reason: Failure = _CLOSED) -> None:
-        self._lifecycle.lost(reason)
+        self._lifecycle_input(lambda machine: machine.lost(reason))
+
+    def _lifecycle_input(self, give: Callable[[_Lifecycle], None]) -> None:
+        """
+        Give the lifecycle machine an input.
+
+        The machine is made for the input, in the state that L{state} names,
+        and dropped after it, rather than kept by every connection: an idle
+        connection then holds one string for its state, not a machine (about
+        200 bytes each, with tens of thousands of connections).  An input
+        given while the machine handles another (the transport reporting the
+        loss inside C{loseConnection}) goes to the same machine, which
+        handles it once the first is done.
+        """
+        machine = self._lifecycle
+        if machine is not None:
+            give(machine)
+            return
+        machine = self._lifecycle = _LIFECYCLE(self, _STATES[self.state])
+        try:
+            give(machine)
+        finally:
+            self._lifecycle = None
 
     def _finish(self, reason: Failure) -> None:
         """The transport is closed: forget the connection everywhere."""
@@ -550,7 +580,7 @@ class Connection(Protocol):
                 delivery.flush()
 
     def disconnect(self, reason: str) -> None:
-        self._lifecycle.close(reason)
+        self._lifecycle_input(lambda machine: machine.close(reason))
 
     def _start_closing(self, reason: str) -> None:
         """Write what is queued, then close; abort if that takes too long."""
@@ -630,7 +660,7 @@ class Connection(Protocol):
             self, self._out_bytes, delivery.limits.max_send_queue
         )
         if why is not None:
-            self._lifecycle.abort(why)
+            self._lifecycle_input(lambda machine: machine.abort(why))
 
     def end_of_turn(self) -> None:
         """The reactor turn is over: write what this turn queued."""
@@ -660,7 +690,7 @@ class Connection(Protocol):
         self.delivery.pressure.caught_up(self)
 
 
-_LIFECYCLE = _build_lifecycle()
+_LIFECYCLE, _STATES = _build_lifecycle()
 
 
 class RefusedProtocol(Protocol):
