@@ -513,14 +513,13 @@ class RenderReplyTests(SynchronousTestCase):
     def test_history(self) -> None:
         """
         Stored lines replayed on joining: as said, with their own time in the
-        tag under server-time; otherwise with the time in front of the text,
-        and without topic changes.
+        tag under server-time; otherwise as the server's NOTICE with the
+        history mark (see irc_history).
         """
         history = ev.History(
             "dev",
             (
                 ev.Message("dev", 4, T, BOB, "earlier"),
-                ev.TopicChanged("dev", 5, T, BOB, "plans"),
                 ev.Action("dev", 6, T, BOB, "waves"),
             ),
         )
@@ -529,14 +528,12 @@ class RenderReplyTests(SynchronousTestCase):
             TIME
             + b":bob!~b@b.host PRIVMSG #dev :earlier\r\n"
             + TIME
-            + b":bob!~b@b.host TOPIC #dev :plans\r\n"
-            + TIME
             + b":bob!~b@b.host PRIVMSG #dev :\x01ACTION waves\x01\r\n",
         )
         self.assertEqual(
             self.reply(history),
-            b":bob!~b@b.host PRIVMSG #dev :[2023-11-14 22:13] earlier\r\n"
-            b":bob!~b@b.host PRIVMSG #dev :\x01ACTION [2023-11-14 22:13] waves\x01\r\n",
+            b":irc.test NOTICE #dev :[history 2023-11-14 22:13:20Z] <bob> earlier\r\n"
+            b":irc.test NOTICE #dev :[history 2023-11-14 22:13:20Z] * bob waves\r\n",
         )
 
     def test_current_room(self) -> None:
@@ -1135,4 +1132,75 @@ class ReplyTests(SynchronousTestCase):
         self.assertEqual(
             data(registered("server-time").reply_received(joined, None)),
             TIME + b":al!~al@h JOIN #big\r\n",
+        )
+
+
+HISTORY_INFO = IRCServerInfo(
+    server_name="irc.test", network="TestNet", history_limit=50
+)
+
+
+class HistoryHookTests(SynchronousTestCase):
+    """
+    With history kept (a history limit), the session offers CHATHISTORY:
+    its capabilities, its ISUPPORT tokens, the command, and its replies.
+    """
+
+    def test_not_offered_without_history(self) -> None:
+        """No history: no capabilities, no tokens, CHATHISTORY unknown."""
+        session = registered()
+        self.assertEqual(
+            data(session.line_received(b"CHATHISTORY LATEST #dev * 10")),
+            b":irc.test 421 al CHATHISTORY :Unknown command\r\n",
+        )
+        self.assertNotIn(b"CHATHISTORY", R.render_reply(ev.Welcome("al"), "al", False))
+
+    def test_offered(self) -> None:
+        """CAP LS lists batch and draft/chathistory; 005 says the limit."""
+        session = IRCSession(IRCRenderer(HISTORY_INFO))
+        self.assertEqual(
+            data(session.line_received(b"CAP LS 302")),
+            b":irc.test CAP * LS :batch cap-notify draft/chathistory echo-message "
+            b"multi-prefix server-time\r\n",
+        )
+        welcome = IRCRenderer(HISTORY_INFO).render_reply(ev.Welcome("al"), "al", False)
+        self.assertIn(b" CHATHISTORY=50 ", welcome)
+        self.assertIn(b" MSGREFTYPES=msgid,timestamp ", welcome)
+
+    def test_command_and_replies(self) -> None:
+        """
+        CHATHISTORY becomes the core's History command; its answer is
+        rendered with the connection's capabilities, in a batch; a refusal
+        is a FAIL naming the subcommand and target.
+        """
+        session = IRCSession(IRCRenderer(HISTORY_INFO))
+        session.line_received(b"CAP REQ :batch server-time draft/chathistory")
+        session.line_received(b"NICK al")
+        session.line_received(b"USER al 0 * :Al")
+        session.line_received(b"CAP END")
+        session.reply_received(ev.Welcome("al"), REGISTER)
+        [execute] = session.line_received(b"CHATHISTORY LATEST #dev * 10")
+        assert isinstance(execute, Execute)
+        self.assertEqual(
+            execute.command, cmd.History("#dev", 10, cmd.LATEST, None, None)
+        )
+        self.assertEqual(execute.context, Context("CHATHISTORY", "#dev", "LATEST"))
+        answer = ev.History("dev", (ev.Message("dev", 4, T, BOB, "hi"),), True)
+        self.assertEqual(
+            data(session.reply_received(answer, execute.context)),
+            b":irc.test BATCH +history1 chathistory #dev\r\n"
+            b"@batch=history1;time=2023-11-14T22:13:20.500Z;msgid=dev.4 "
+            b":bob!~b@b.host PRIVMSG #dev :hi\r\n"
+            b":irc.test BATCH -history1\r\n",
+        )
+        refused = ev.Error(ev.ErrorCode.NOT_IN_ROOM, "no", ("dev",))
+        self.assertEqual(
+            data(session.reply_received(refused, execute.context)),
+            b":irc.test FAIL CHATHISTORY INVALID_TARGET LATEST #dev "
+            b":You are not in that channel\r\n",
+        )
+        self.assertEqual(
+            data(session.line_received(b"CHATHISTORY LATEST bob * 10")),
+            b":irc.test FAIL CHATHISTORY INVALID_TARGET LATEST bob "
+            b":Only channels have history (private messages are never stored)\r\n",
         )

@@ -17,8 +17,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.conversation import INFO
+from tests.test_history import FakeStore
 from tests.test_limits import RecordingTransport
 from twisted_chat.core.chat import ChatServer
+from twisted_chat.core.fanout import LocalFanout
+from twisted_chat.core.history import DurableFanout
 from twisted_chat.core.interfaces import IChatClient
 from twisted_chat.server.connection import (
     Connection,
@@ -26,6 +29,7 @@ from twisted_chat.server.connection import (
     RefusedProtocol,
 )
 from twisted_chat.server.delivery import Delivery
+from twisted_chat.server.irc import IRCServerInfo
 from twisted_chat.server.irc_protocol import IRC_HOST, IRCFactory, IRCProtocol
 from twisted_chat.server.irc_wire import MAX_CLIENT_LINE_BYTES
 from twisted_chat.server.limits import Limits
@@ -731,3 +735,44 @@ class ProtocolInstanceTests(SynchronousTestCase):
         self.assertIsInstance(client.protocol, IRCProtocol)
         self.assertIs(client.protocol.delivery, server.delivery)
         self.assertIn(client.protocol, server.line_factory.connections)
+
+
+class HistoryTests(SynchronousTestCase):
+    """With history kept, IRC users get the replay on joining, and
+    CHATHISTORY, in their capabilities' form."""
+
+    def test_replay_and_chathistory(self) -> None:
+        """
+        An IRC client with server-time joining a room gets its last lines as
+        said, with their time; CHATHISTORY asks the store and answers.
+        """
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        store = FakeStore(auto=True)
+        fanout = DurableFanout(LocalFanout(), store, clock, replay=2)
+        store.start(fanout.committed, fanout.failed)
+        chat = ChatServer(fanout=fanout, history=fanout, clock=clock)
+        delivery = Delivery(chat, Limits(), clock)
+        server = Server()
+        server.clock, server.chat, server.delivery = clock, chat, delivery
+        server.line_factory = ChatFactory(chat, delivery=delivery)
+        info = IRCServerInfo(server_name="irc.test", history_limit=10)
+        server.irc_factory = IRCFactory(delivery, info=info)
+        bob = server.line("bob")
+        bob.type("one", "two", "three")
+        al = server.irc("al", "CAP REQ :server-time draft/chathistory")
+        al.type("JOIN #lobby")
+        source = ":bob!bob@line.twisted-chat PRIVMSG #lobby"
+        stamp = "@time=2023-11-14T22:13:20.000Z"
+        self.assertEqual(
+            al.take()[-2:],
+            [
+                f"{stamp};msgid=lobby.4 {source} :two",
+                f"{stamp};msgid=lobby.5 {source} :three",
+            ],
+        )
+        al.type("CHATHISTORY BEFORE #lobby msgid=lobby.5 1")
+        [(query, d)] = store.reads
+        self.assertEqual((query.room, query.limit), ("lobby", 1))
+        d.callback(store.stored[1:2])
+        self.assertEqual(al.take(), [f"{stamp};msgid=lobby.4 {source} :two"])

@@ -478,6 +478,27 @@ class MakeServiceTests(SynchronousTestCase):
         [chat] = [child for child in service if isinstance(child, ChatService)]
         self.assertEqual(chat.listening, ["10001", "6667 (IRC)", "tcp:6668 (IRC)"])
 
+    def test_irc_history(self) -> None:
+        """
+        IRC clients are offered CHATHISTORY, up to --history-limit lines,
+        when the server keeps history, and not with --no-history.
+        """
+
+        class Reactor(MemoryReactorClock):
+            def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+                f(*args, **kwargs)
+
+        def irc_factory(*args: str) -> IRCFactory:
+            service = makeService(parse("--irc-port=6667", *args), Reactor())
+            assert isinstance(service, MultiService)
+            [irc] = [c.factory for c in service if isinstance(c, ListenService)][1:]
+            assert isinstance(irc, IRCFactory)
+            return irc
+
+        kept = irc_factory("--database=:memory:", "--history-limit=42")
+        self.assertEqual(kept.renderer.info.history_limit, 42)
+        self.assertEqual(irc_factory("--no-history").renderer.info.history_limit, 0)
+
     def test_tcp6_is_ipv6_only(self) -> None:
         """A C{tcp6} port is served by the IPv6-only endpoint."""
         service = self.build("--port=tcp6:10001:interface=\\:\\:1", "--port=tcp:10001")

@@ -41,17 +41,19 @@ or event (topic, away message, reasons) is B{truncated} to fit its line.
 from __future__ import annotations
 
 import re
-import time as _time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from attrs import define, evolve, field, frozen
+from attrs import define, field, frozen
 from automat import TypeMachine, TypeMachineBuilder
 from twisted.words.protocols import irc as twirc
 from zope.interface import implementer
 
 from twisted_chat.core import events as ev
 from twisted_chat.core.interfaces import IRenderer
+from twisted_chat.server.irc_history import CAPABILITIES as HISTORY_CAPABILITIES
+from twisted_chat.server.irc_history import IRCHistory, Request
+from twisted_chat.server.irc_history import isupport_tokens as history_isupport
 from twisted_chat.server.irc_wire import (
     CRLF,
     MAX_LINE_BYTES,
@@ -144,6 +146,8 @@ class Context:
 
     verb: str
     target: str = ""
+    # More of the request, where a reply needs it (CHATHISTORY's subcommand).
+    detail: str = ""
 
 
 @frozen
@@ -192,6 +196,9 @@ class IRCServerInfo:
     motd: tuple[str, ...] = ()
     # The core cuts topics to this length.
     topic_len: int = TOPIC_MAX
+    # The most lines one CHATHISTORY returns; 0 when the server keeps no
+    # history (then CHATHISTORY, its capabilities and tokens are not offered).
+    history_limit: int = 0
 
 
 def isupport_tokens(info: IRCServerInfo) -> list[str]:
@@ -199,7 +206,7 @@ def isupport_tokens(info: IRCServerInfo) -> list[str]:
     The RPL_ISUPPORT tokens: only what is implemented.  C{CASEMAPPING=ascii}
     is exact because names are ASCII and compared with C{str.lower()}.
     """
-    return [
+    tokens = [
         "CASEMAPPING=ascii",
         "CHANMODES=,,,t",
         f"CHANNELLEN={ROOM_MAX + 1}",
@@ -211,6 +218,9 @@ def isupport_tokens(info: IRCServerInfo) -> list[str]:
         f"PART:,PRIVMSG:{MAX_TARGETS},WHOIS:1",
         f"TOPICLEN={info.topic_len}",
     ]
+    if info.history_limit > 0:
+        tokens = sorted(tokens + history_isupport(info.history_limit))
+    return tokens
 
 
 def _isupport_value(value: str) -> str:
@@ -415,26 +425,12 @@ class IRCRenderer:
             case ev.Help():
                 return self.help(nick, context.target if context else "")
             case ev.History():
-                return self._history(reply, server_time)
+                # For one connection, IRCSession renders with its own
+                # capabilities and batches; this is the plain form.
+                plain = IRCHistory(self.info.server_name, self.info.history_limit)
+                capabilities = {"server-time"} if server_time else set()
+                return plain.render(reply, frozenset(capabilities))
         raise TypeError(f"not a reply: {reply!r}")  # pragma: no cover
-
-    def _history(self, reply: ev.History, tagged: bool) -> bytes:
-        """
-        A room's stored lines, replayed on joining it: as they were said,
-        with their own time in the C{time} tag for a client that negotiated
-        C{server-time}.  Without it, a client would take them for new lines:
-        what was said then starts with its time (C{[2023-11-14 22:13]}),
-        and topic changes are left out (the topic itself came on joining).
-        """
-        if tagged:
-            return b"".join(self.render(event, True) for event in reply.events)
-        data = b""
-        for event in reply.events:
-            if isinstance(event, ev.TopicChanged):
-                continue
-            when = _time.strftime("%Y-%m-%d %H:%M", _time.gmtime(event.time))
-            data += self.render(evolve(event, text=f"[{when}] {event.text}"), False)
-        return data
 
     def _private(self, reply: ev.PrivateMessage, tagged: bool) -> bytes:
         tags = {"time": server_time(reply.time)} if tagged else None
@@ -864,6 +860,9 @@ class _Connection:
 
     renderer: IRCRenderer
     capabilities: frozenset[str]
+    # Renders stored lines; answers CHATHISTORY when offers_history.
+    history: IRCHistory
+    offers_history: bool = False
     nick: str = "*"
     pending_nick: str | None = None
     user: str | None = None
@@ -1302,6 +1301,17 @@ class _Connection:
             )
         return out
 
+    def on_chathistory(self, params: Sequence[str]) -> list[Output]:
+        if not self.offers_history:
+            return self.numeric(
+                twirc.ERR_UNKNOWNCOMMAND, "CHATHISTORY", trailing="Unknown command"
+            )
+        asked = self.history.command(params)
+        if not isinstance(asked, Request):
+            return self.send(asked)
+        context = Context("CHATHISTORY", asked.target, asked.subcommand)
+        return [Execute(asked.command, context)]
+
     def on_help(self, params: Sequence[str]) -> list[Output]:
         return self.send(self.renderer.help(self.nick, params[0] if params else ""))
 
@@ -1333,6 +1343,7 @@ _HANDLERS: dict[str, Callable[[_Connection, Sequence[str]], list[Output]]] = {
     "WHOIS": _Connection.on_whois,
     "MODE": _Connection.on_mode,
     "HELP": _Connection.on_help,
+    "CHATHISTORY": _Connection.on_chathistory,
     "CAP": _Connection.on_cap,
     "PING": _Connection.on_ping,
     "PONG": _Connection.on_pong,
@@ -1407,7 +1418,13 @@ class IRCSession:
         renderer: IRCRenderer | None = None,
         capabilities: frozenset[str] = SUPPORTED_CAPABILITIES,
     ) -> None:
-        self._connection = _Connection(renderer or IRCRenderer(), capabilities)
+        renderer = renderer or IRCRenderer()
+        info = renderer.info
+        offers_history = info.history_limit > 0
+        if offers_history:
+            capabilities = capabilities | HISTORY_CAPABILITIES
+        history = IRCHistory(info.server_name, info.history_limit)
+        self._connection = _Connection(renderer, capabilities, history, offers_history)
         self._machine = _RegistrationMachine(self._connection)
         self.registered = False
         # The command of the last message received (C{""} for none), so the
@@ -1488,6 +1505,16 @@ class IRCSession:
         c = self._connection
         if isinstance(reply, ev.RoomEvent | ev.UserEvent):
             return c.send(c.renderer.render(reply, self.server_time))
+        if isinstance(reply, ev.History):
+            # A replay on joining, or an answer to CHATHISTORY.
+            return c.send(c.history.render(reply, self.capabilities))
+        if isinstance(reply, ev.Error):
+            if context is not None and context.verb == "CHATHISTORY":
+                fail = c.history.error(reply, context.detail, context.target)
+            else:
+                fail = c.history.late_error(reply)
+            if fail is not None:
+                return c.send(fail)
         if context == REGISTER:
             if isinstance(reply, ev.Welcome):
                 c.nick = reply.nick

@@ -254,6 +254,10 @@ class IRCFactory(ConnectionFactory):
         the connection is dropped; C{0} turns the keepalive off.
     @ivar registration_timeout: seconds a connection may take to register;
         C{0} for no limit.
+
+    @param history_limit: the most lines one CHATHISTORY returns, when the
+        server keeps history (C{--history-limit}); C{0} when it keeps none.
+        Ignored when C{info} is given (it says so itself).
     """
 
     protocol = IRCProtocol
@@ -265,13 +269,16 @@ class IRCFactory(ConnectionFactory):
         capabilities: frozenset[str] = SUPPORTED_CAPABILITIES,
         ping_interval: float = DEFAULT_PING_INTERVAL,
         registration_timeout: float = REGISTRATION_TIMEOUT,
+        history_limit: int = 0,
     ) -> None:
         super().__init__(delivery)
         if info is None:
             created = time.strftime(
                 "%a %b %d %Y at %H:%M:%S UTC", time.gmtime(delivery.clock.seconds())
             )
-            info = IRCServerInfo(server_name=SERVER_NAME, created=created)
+            info = IRCServerInfo(
+                server_name=SERVER_NAME, created=created, history_limit=history_limit
+            )
         self.renderer = IRCRenderer(info)
         self.capabilities = capabilities
         self.ping_interval = ping_interval

@@ -196,7 +196,11 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         history.service.setServiceParent(top)
     delivery = Delivery(chat, limits, cast(IReactorTime, reactor))
     factory = ChatFactory(chat, delivery=delivery)
-    irc = IRCFactory(delivery, ping_interval=options["ping-interval"])
+    irc = IRCFactory(
+        delivery,
+        ping_interval=options["ping-interval"],
+        history_limit=options["history-limit"] if chat.history is not None else 0,
+    )
     listening = [*options["port"], *(f"{port} (IRC)" for port in options["irc-port"])]
     ChatService(
         delivery, cast(IReactorTime, reactor), listening=listening
