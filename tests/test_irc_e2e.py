@@ -231,3 +231,31 @@ class RawIRCTests(TestCase):
             ":server.twisted-chat 001 al :Welcome to the twisted-chat Network, al\r",
         )
         self.assertEqual(await bob.read(2), ["*** al has joined #lobby", "<al> secure"])
+
+    async def test_sigterm(self) -> None:
+        """
+        On SIGTERM, IRC clients are told in IRC before their connections
+        close, one still registering too, as line-protocol users are.
+        """
+        reactor = global_reactor()
+        port, irc_port = free_port(), free_port()
+        server = await start_server(
+            self,
+            reactor,
+            [f"tcp:{port}:interface=127.0.0.1"],
+            irc_ports=[f"tcp:{irc_port}:interface=127.0.0.1"],
+        )
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", irc_port)
+        al = await connect_user(self, reactor, endpoint)
+        al.say("NICK al", "USER al 0 * :Al")
+        await al.read(6)
+        waiting = await connect_user(self, reactor, endpoint)
+        waiting.say("NICK wait")
+        await server.wait_for("connected (IRC)", 2)
+        server.signal("TERM")
+        stopping = "ERROR :Server shutting down: the server is stopping\r"
+        for client in (al, waiting):
+            self.assertEqual(await client.read(1), [stopping])
+            await client.wait_closed()
+        await server.wait_ended()
+        self.assertNotIn("Traceback", server.output)
