@@ -1,13 +1,14 @@
 """
 Tests for the pure parts of the load tools: C{benchmarks/sustained.py} (read
 patterns, the senders' schedule, the line format, the per-line tally, the
-server log, the verdict).  The tools themselves are scripts, loaded here by
-path.
+server log, the verdict) and C{tools/stress.py} (what it says about the
+garbage delivered).  The tools themselves are scripts, loaded here by path.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +29,19 @@ def _sustained() -> ModuleType:
         sys.path.remove(folder)
 
 
+def _stress() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "stress_tool", ROOT / "tools" / "stress.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 sustained = _sustained()
+stress = _stress()
 
 
 class ReadPatternTests(SynchronousTestCase):
@@ -219,4 +232,28 @@ class VerdictTests(SynchronousTestCase):
                 "clients, non-reader cut in 2 of 2;"
             ),
             line,
+        )
+
+
+class GarbageReportTests(SynchronousTestCase):
+    """tools/stress.py says what it found in the garbage delivered."""
+
+    def test_none(self) -> None:
+        """Nothing delivered."""
+        self.assertEqual(stress.garbage_delivered(["<p0> p0 1 x"], []), "0")
+
+    def test_clean(self) -> None:
+        """Delivered lines without anything unsafe say so."""
+        lines = ["<garbage> *** forged", "<garbage> tab\there"]
+        self.assertEqual(
+            stress.garbage_delivered(lines, []),
+            "2 (none with control characters or invalid UTF-8)",
+        )
+
+    def test_unsafe(self) -> None:
+        """Control characters and invalid UTF-8 are counted, not hidden."""
+        lines = ["<garbage> \x1b[2J", "<garbage> caf\ufffd", "<garbage> fine"]
+        self.assertEqual(
+            stress.garbage_delivered(lines, ["<garbage> caf\ufffd"]),
+            "3 (1 with control characters, 1 not valid UTF-8)",
         )

@@ -94,6 +94,8 @@ class Client:
     outbuf: bytearray = field(factory=bytearray)
     lines: list[str] = field(factory=list)
     bad_bytes: int = 0
+    # The lines that were not valid UTF-8, as decoded with U+FFFD.
+    undecodable: list[str] = field(factory=list)
     # Called with each line; returns whether it consumed the line (which is
     # then not kept in lines).
     on_line: Callable[[Client, str], bool] | None = None
@@ -237,6 +239,7 @@ class Loop:
             except UnicodeDecodeError:
                 client.bad_bytes += 1
                 text = raw.decode("utf-8", "replace")
+                client.undecodable.append(text)
             if client.on_line is None or not client.on_line(client, text):
                 client.lines.append(text)
 
@@ -670,8 +673,7 @@ def main() -> int:
             )
         ),
         f"    lines of it delivered to the room: "
-        f"{sum(1 for line in seen_by_lobby if line.startswith('<garbage> '))} "
-        "(all printable)",
+        f"{garbage_delivered(seen_by_lobby, lobby[0].undecodable if lobby else [])}",
         f"    connection: {garbage.how_closed or 'still open'}",
         f"crowd ({len(crowd)} connections from 127.0.0.2, "
         f"--max-per-ip {LIMITS['max-per-ip']}):",
@@ -699,6 +701,28 @@ def main() -> int:
     report.append("RESULT: " + ("FAIL" if failed else "PASS"))
     print("\n".join(report))
     return 1 if failed else 0
+
+
+def garbage_delivered(lines: list[str], undecodable: list[str]) -> str:
+    """
+    How many of C{garbage}'s lines a user received, and what was wrong with
+    them: control characters (the server's rule, written out in
+    L{FORBIDDEN}) or bytes that were not UTF-8 (C{undecodable}).
+    """
+    mine = [line for line in lines if line.startswith("<garbage> ")]
+    if not mine:
+        return "0"
+    bad_text = set(undecodable)
+    control = sum(1 for line in mine if FORBIDDEN.search(line))
+    invalid = sum(1 for line in mine if line in bad_text)
+    if not control and not invalid:
+        return f"{len(mine)} (none with control characters or invalid UTF-8)"
+    found = []
+    if control:
+        found.append(f"{control} with control characters")
+    if invalid:
+        found.append(f"{invalid} not valid UTF-8")
+    return f"{len(mine)} ({', '.join(found)})"
 
 
 def count_errors(lines: list[str]) -> dict[str, int]:
