@@ -2,7 +2,7 @@
 The fan-out benchmark: twisted-chat against a thread-per-client server, a
 naive Twisted chat and ncat --chat, on the same scenarios in the same run.
 
-    python benchmarks/run.py            # full run (about 20 minutes)
+    python benchmarks/run.py            # full run (about 5 minutes on 2 cores)
     python benchmarks/run.py --quick    # smoke run (well under a minute)
 
 Each scenario starts a fresh server pinned to one core and the load
