@@ -624,11 +624,9 @@ def environment(bench: Bench) -> dict[str, Any]:
             )
         except OSError:
             return "?"
-        return (
-            (out.stdout or out.stderr).strip().splitlines()[0]
-            if (out.stdout or out.stderr)
-            else "?"
-        )
+        # A failure (git outside a checkout) says "?", not its error message.
+        text = (out.stdout or out.stderr).strip() if out.returncode == 0 else ""
+        return text.splitlines()[0] if text else "?"
 
     import twisted
 
