@@ -10,87 +10,15 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface.verify import verifyObject
 
-from tests.helpers import FakeClient
 from twisted_chat.core import events
 from twisted_chat.core.chat import ChatServer
-from twisted_chat.core.fanout import LocalFanout
-from twisted_chat.core.interfaces import IFanout
-from twisted_chat.server.delivery import Delivery, MessageEcho
+from twisted_chat.server.delivery import Delivery
 from twisted_chat.server.irc_protocol import IRCFactory
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory, ChatProtocol
 
 SOURCE = events.Source("al", "al", "h")
-
-
-class RecordingFanout(LocalFanout):
-    """A LocalFanout that records the origin of every publish."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.origins: list[tuple[str, object]] = []
-
-    def publish(self, room: str, event: object, origin: object = None) -> None:
-        self.origins.append((type(event).__name__, origin))
-        super().publish(room, event, origin)  # type: ignore[arg-type]
-
-
-class MessageEchoTests(SynchronousTestCase):
-    """The origin of messages only reaches the fan-out behind."""
-
-    def test_interface(self) -> None:
-        """MessageEcho provides IFanout."""
-        self.assertTrue(verifyObject(IFanout, MessageEcho(LocalFanout())))
-
-    def test_origin_of_messages_only(self) -> None:
-        """Messages, actions and room notices keep their origin; joins,
-        parts, kicks and topic changes lose it."""
-        inner = RecordingFanout()
-        fanout = MessageEcho(inner)
-        client = FakeClient()
-        for event in [
-            events.Message("r", 1, 0.0, SOURCE, "hi"),
-            events.Action("r", 2, 0.0, SOURCE, "waves"),
-            events.RoomNotice("r", 3, 0.0, SOURCE, "note"),
-            events.Joined("r", 4, 0.0, SOURCE),
-            events.Parted("r", 5, 0.0, SOURCE, ""),
-            events.Kicked("r", 6, 0.0, SOURCE, "bob", "x"),
-            events.TopicChanged("r", 7, 0.0, SOURCE, "t"),
-        ]:
-            fanout.publish("r", event, client)
-        self.assertEqual(
-            inner.origins,
-            [
-                ("Message", client),
-                ("Action", client),
-                ("RoomNotice", client),
-                ("Joined", None),
-                ("Parted", None),
-                ("Kicked", None),
-                ("TopicChanged", None),
-            ],
-        )
-
-    def test_passes_the_rest_through(self) -> None:
-        """Every other call is the fan-out's own, extras included."""
-        inner = LocalFanout()
-        fanout = MessageEcho(inner)
-        self.assertEqual(fanout.subscribe, inner.subscribe)
-        self.assertEqual(fanout.hold, inner.hold)
-        client = FakeClient()
-        fanout.subscribe("r", client, True)
-        self.assertEqual(fanout.members("r"), [client])
-
-    def test_installed_once(self) -> None:
-        """A Delivery puts it in front of the chat's fan-out, once."""
-        chat = ChatServer()
-        inner = chat.fanout
-        Delivery(chat, clock=Clock())
-        Delivery(chat, clock=Clock())
-        assert isinstance(chat.fanout, MessageEcho)
-        self.assertIs(chat.fanout.fanout, inner)
 
 
 class DeliveryTests(SynchronousTestCase):

@@ -10,9 +10,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyClass, verifyObject
 
 from tests.helpers import FakeClient
+from twisted_chat.core import events
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.fanout import LocalFanout
 from twisted_chat.core.interfaces import IChatClient, IFanout, IRenderer, View
+from twisted_chat.server.line_render import CURRENT, RENDERER
 from twisted_chat.shared import lines
 
 
@@ -389,19 +391,30 @@ class ViewTests(SynchronousTestCase):
 
     def test_no_echo(self) -> None:
         """
-        A member whose view says it does not see its own events gets the
-        others' events of the batch only; the rest get all of them.
+        A member whose view says it does not see its own messages gets the
+        others' messages of the batch, and its own join; the rest get all.
         """
-        quiet = BytesClient("quiet", echo=False)
-        loud = BytesClient("loud")
+
+        class Quiet(FakeClient):
+            def view(self, current: bool) -> View:
+                return (RENDERER, CURRENT, False)
+
+        quiet, loud = Quiet("quiet"), FakeClient("loud")
         self.fanout.subscribe("lobby", quiet, True)
         self.fanout.subscribe("lobby", loud, True)
+        me, them = events.Source("quiet", "q", "h"), events.Source("loud", "l", "h")
         self.fanout.hold()
-        self.fanout.publish("lobby", b"mine\n", quiet)
-        self.fanout.publish("lobby", b"theirs\n", loud)
+        self.fanout.publish("lobby", events.Joined("lobby", 1, 0.0, me), quiet)
+        self.fanout.publish("lobby", events.Message("lobby", 2, 0.0, me, "mine"), quiet)
+        self.fanout.publish(
+            "lobby", events.Message("lobby", 3, 0.0, them, "theirs"), loud
+        )
         self.fanout.release()
-        self.assertEqual(quiet.sent, [b"theirs\n"])
-        self.assertEqual(loud.sent, [b"mine\ntheirs\n"])
+        self.assertEqual(quiet.lines, ["*** quiet has joined #lobby", "<loud> theirs"])
+        self.assertEqual(
+            loud.lines,
+            ["*** quiet has joined #lobby", "<quiet> mine", "<loud> theirs"],
+        )
 
     def test_user_event_once(self) -> None:
         """

@@ -207,7 +207,7 @@ class ChatServer:
                 self.tell(user, problem)
                 return False
         user.username = username
-        user.realname = realname or nick
+        user.realname = realname
         user.rename(nick)
         user.registered = True
         self.users[name_key(nick)] = user
@@ -416,6 +416,9 @@ class ChatServer:
     ) -> None:
         if typed is not None and name_key(normalize_room(typed)) not in user.rooms:
             name = normalize_room(typed)
+            if name_key(name) not in self.rooms:
+                self.tell(user, self._no_such_room(name))
+                return
             self.tell(
                 user,
                 _error(
@@ -741,7 +744,7 @@ class ChatServer:
                 target.away,
                 max(0.0, now - target.last_active),
                 target.signon,
-                target.realname,
+                target.realname or target.nick,
                 tuple(
                     room.name
                     for room in target.rooms.values()

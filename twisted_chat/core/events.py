@@ -165,6 +165,9 @@ UserEvent = Quit | NickChanged
 StoredEvent = Message | Action | RoomNotice | TopicChanged
 STORED_EVENTS = (Message, Action, RoomNotice, TopicChanged)
 
+# The events a view without echo leaves out for the user who caused them.
+MESSAGES = (Message, Action, RoomNotice)
+
 # Every room and user event type: what a renderer renders, for isinstance().
 SHARED_EVENTS = (
     Message,

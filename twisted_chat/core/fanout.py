@@ -8,6 +8,7 @@ from collections.abc import Hashable, Iterable
 
 from zope.interface import implementer
 
+from twisted_chat.core.events import MESSAGES
 from twisted_chat.core.interfaces import IChatClient, IFanout, IRenderer, View
 
 _Pending = list[tuple[object, IChatClient | None]]
@@ -186,15 +187,18 @@ class LocalFanout:
                 for client in list(group):
                     client.send(data)
                 continue
-            # Members that do not see their own events: those who caused
-            # one get the others only.
-            origins = {origin for _, origin in events}
+            # Members that do not see their own messages (IRC without
+            # echo-message): those who sent one get the rest only.  They do
+            # see their own joins, parts, kicks and topics.
+            origins = {
+                origin for event, origin in events if isinstance(event, MESSAGES)
+            }
             for client in list(group):
                 if client in origins:
                     own = b"".join(
                         part
-                        for part, (_, origin) in zip(parts, events, strict=True)
-                        if origin is not client
+                        for part, (event, origin) in zip(parts, events, strict=True)
+                        if origin is not client or not isinstance(event, MESSAGES)
                     )
                     if own:
                         client.send(own)

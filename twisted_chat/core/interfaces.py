@@ -36,7 +36,7 @@ class IRenderer(Interface):
 
 
 # How a member receives a room's events: its protocol's renderer, the
-# variant it needs, and whether it receives the events it caused.
+# variant it needs, and whether it receives the messages it sent.
 View = tuple[IRenderer, Hashable, bool]
 
 
@@ -54,7 +54,8 @@ class IChatClient(Interface):
         whether that room is the user's current room, see
         L{twisted_chat.core.chat.User.current}; C{True} for user events):
         its protocol's L{IRenderer}, the variant it needs (a hashable
-        value), and whether it receives the events it caused itself.
+        value), and whether it receives the messages it sent itself (IRC's
+        echo-message; its own joins, parts and topics it always receives).
         Clients with equal views receive the same C{bytes}.
         """
 
@@ -112,7 +113,8 @@ class IFanout(Interface):
 
     def update(room: str, client: IChatClient, current: bool) -> None:
         """
-        Whether C{room} is C{client}'s current room has changed.
+        C{client}'s view of C{room} may have changed (whether it is the
+        user's current room, or what the client negotiated): ask it again.
         """
 
     def publish(room: str, event: object, origin: IChatClient | None) -> None:

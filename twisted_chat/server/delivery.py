@@ -14,62 +14,17 @@ this module only schedules their writes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from zope.interface import implementer
 
-from twisted_chat.core import events
 from twisted_chat.core.chat import ChatServer
-from twisted_chat.core.interfaces import IChatClient, IFanout
 from twisted_chat.server.backpressure import Backpressure
 from twisted_chat.server.limits import ConnectionCounter, Limits
 
 if TYPE_CHECKING:
     from twisted_chat.server.connection import Connection
-
-
-# The events IRC's echo-message is about: what a user says.
-_MESSAGES = (events.Message, events.Action, events.RoomNotice)
-
-
-@implementer(IFanout)
-class MessageEcho:
-    """
-    An L{IFanout} in front of another, which tells it the origin of messages
-    only (L{events.Message}, L{events.Action}, L{events.RoomNotice}).
-
-    A view's echo flag (L{IChatClient.view}) is IRC's C{echo-message}: a
-    client without it must not receive its own PRIVMSG and NOTICE back, but
-    must receive its own JOIN, PART, KICK and TOPIC, which its client waits
-    for.  The core gives the fan-out the origin of every room event it
-    publishes, and a fan-out leaves every event out for its origin when the
-    view says so; this stands between them until the core gives the origin of
-    messages only.  Every other call goes straight to the fan-out behind.
-    """
-
-    def __init__(self, fanout: IFanout) -> None:
-        self.fanout = fanout
-        # Bound methods as attributes: no extra call on the way.
-        self.subscribe = fanout.subscribe
-        self.unsubscribe = fanout.unsubscribe
-        self.update = fanout.update
-        self.publish_user_event = fanout.publish_user_event
-        self.send = fanout.send
-        self.hold = fanout.hold
-        self.release = fanout.release
-
-    def publish(self, room: str, event: object, origin: IChatClient | None) -> None:
-        self.fanout.publish(
-            room, event, origin if isinstance(event, _MESSAGES) else None
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        # What a particular fan-out offers beyond IFanout (members(), ...).
-        if name == "fanout":
-            raise AttributeError(name)
-        return getattr(self.fanout, name)
 
 
 class _Batch:
@@ -125,8 +80,6 @@ class Delivery:
             from twisted.internet import reactor
 
             clock = cast(IReactorTime, reactor)
-        if not isinstance(chat.fanout, MessageEcho):
-            chat.fanout = MessageEcho(chat.fanout)
         self.chat = chat
         self.limits = limits if limits is not None else Limits()
         self.clock = clock
