@@ -45,6 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from itertools import chain
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -82,19 +83,20 @@ MIGRATIONS: list[tuple[str, ...]] = [
             name TEXT NOT NULL,
             last_seq INTEGER NOT NULL
         )""",
-        # Kept in (room, seq) order: the newest lines of a room, or those
-        # around a sequence number, are a range.
+        # Lines in the order they were stored (rowid), which is cheap to
+        # append to, and indexed by (room, seq): the newest lines of a room,
+        # or those around a sequence number, are a range of the index.  The
+        # source is nick!user@host (a nickname and a user name hold neither
+        # "!" nor "@").
         """CREATE TABLE lines (
             room INTEGER NOT NULL REFERENCES rooms (id),
             seq INTEGER NOT NULL,
             time REAL NOT NULL,
             kind INTEGER NOT NULL,
-            nick TEXT NOT NULL,
-            user TEXT NOT NULL,
-            host TEXT NOT NULL,
+            source TEXT NOT NULL,
             text TEXT NOT NULL,
-            PRIMARY KEY (room, seq)
-        ) WITHOUT ROWID""",
+            UNIQUE (room, seq)
+        )""",
     ),
 ]
 
@@ -105,6 +107,14 @@ RETENTION_CHUNK = 500
 
 # How long a connection waits for a lock another process holds.
 BUSY_TIMEOUT = 5.0
+
+# Under load (the last batch held BUSY_BATCH lines or more), the writer
+# waits this long before committing, so that batches grow: a commit costs
+# about the same whatever it holds, and each batch is one delivery round,
+# one write to every member.  At a low rate, each line is committed alone,
+# at once.
+GROUP_COMMIT_DELAY = 0.002
+BUSY_BATCH = 16
 
 _KINDS: dict[type, int] = {
     events.Message: 0,
@@ -118,7 +128,20 @@ _MAKERS: list[type[Any]] = [
     events.RoomNotice,
     events.TopicChanged,
 ]
-_COLUMNS = "seq, time, kind, nick, user, host, text"
+_COLUMNS = "seq, time, kind, source, text"
+
+# Lines are inserted with multi-row INSERTs of these sizes (a batch of 79 is
+# 64 + 8 + 4 + 2 + 1): a few statements per batch rather than one per line,
+# because sqlite3 lets go of the GIL around each statement, and on a busy
+# server every let-go can hand the GIL to the reactor and wait to get it
+# back.  Few sizes, so that the statements stay in the connection's cache;
+# 128 rows of 6 values stay below the 999 parameters SQLite allowed before
+# version 3.32.
+_CHUNKS = (128, 64, 32, 16, 8, 4, 2, 1)
+_INSERTS = {
+    size: "INSERT INTO lines VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * size)
+    for size in _CHUNKS
+}
 
 _STOP = object()
 
@@ -155,15 +178,27 @@ def _row(room: int, event: StoredEvent) -> tuple[Any, ...]:
         event.seq,
         event.time,
         _KINDS[type(event)],
-        source.nick,
-        source.user,
-        source.host,
+        f"{source.nick}!{source.user}@{source.host}",
         text,
     )
 
 
+def _insert(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert C{rows} into C{lines} with as few statements as L{_CHUNKS} allow."""
+    done = 0
+    left = len(rows)
+    for size in _CHUNKS:
+        while left >= size:
+            chunk = rows[done : done + size]
+            con.execute(_INSERTS[size], list(chain.from_iterable(chunk)))
+            done += size
+            left -= size
+
+
 def _event(room: str, row: tuple[Any, ...]) -> StoredEvent:
-    seq, when, kind, nick, user, host, text = row
+    seq, when, kind, source, text = row
+    nick, _, address = source.partition("!")
+    user, _, host = address.partition("@")
     event: StoredEvent = _MAKERS[kind](
         room, seq, when, events.Source(nick, user, host), text
     )
@@ -256,6 +291,7 @@ class SqliteStore:
         now: Callable[[], float] = time.time,
         retention_interval: float = RETENTION_INTERVAL,
         retention_chunk: int = RETENTION_CHUNK,
+        group_commit_delay: float = GROUP_COMMIT_DELAY,
     ) -> None:
         self.path = path
         self.description = path
@@ -267,6 +303,7 @@ class SqliteStore:
         self._now = now
         self._retention_interval = retention_interval
         self._retention_chunk = retention_chunk
+        self._group_commit_delay = group_commit_delay
         self._writes: SimpleQueue[object] = SimpleQueue()
         self._reads: SimpleQueue[object] | None = None
         self._con: sqlite3.Connection | None = None
@@ -542,6 +579,7 @@ class SqliteStore:
         steps: Iterator[None] | None = None
         next_pass = time.monotonic()
         stop = False
+        busy = False
         try:
             while not stop:
                 due = retaining and (steps is not None or time.monotonic() >= next_pass)
@@ -557,17 +595,11 @@ class SqliteStore:
                     item = None
                 batch: list[StoredEvent] = []
                 calls: list[_Call] = []
-                while item is not None:
-                    if item is _STOP:
-                        stop = True
-                    elif isinstance(item, _Call):
-                        calls.append(item)
-                    else:
-                        batch.append(item)  # type: ignore[arg-type]
-                    try:
-                        item = queue.get_nowait()
-                    except Empty:
-                        item = None
+                stop = self._take(item, batch, calls)
+                if batch and busy and not stop:
+                    time.sleep(self._group_commit_delay)
+                    stop = self._take(None, batch, calls)
+                busy = len(batch) >= BUSY_BATCH and self._group_commit_delay > 0
                 if batch:
                     self._commit(con, batch)
                 for call in calls:
@@ -585,6 +617,25 @@ class SqliteStore:
         finally:
             con.close()
             self._report(self._thread_ended)
+
+    def _take(self, item: object, batch: list[StoredEvent], calls: list[_Call]) -> bool:
+        """
+        C{item} (if any) and whatever else is queued, into C{batch} and
+        C{calls}; whether the queue said to stop.
+        """
+        queue = self._writes
+        stop = False
+        while True:
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, _Call):
+                calls.append(item)
+            elif item is not None:
+                batch.append(item)  # type: ignore[arg-type]
+            try:
+                item = queue.get_nowait()
+            except Empty:
+                return stop
 
     def _commit(self, con: sqlite3.Connection, batch: list[StoredEvent]) -> None:
         started = time.monotonic()
@@ -607,7 +658,7 @@ class SqliteStore:
                     new_rooms.append(key)
                 rows.append(_row(room, event))
                 last[room] = event.seq
-            con.executemany("INSERT INTO lines VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            _insert(con, rows)
             con.executemany(
                 "UPDATE rooms SET last_seq = ?2 WHERE id = ?1 AND last_seq < ?2",
                 last.items(),
