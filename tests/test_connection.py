@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.interfaces import IChatClient, View
 from twisted_chat.server import connection
+from twisted_chat.server.backpressure import THROTTLED_QUEUE_FACTOR
 from twisted_chat.server.connection import (
     CLOSE_TIMEOUT,
     Connection,
@@ -169,8 +170,8 @@ class LifecycleTests(Harness):
 
     def test_abort(self) -> None:
         """
-        A reader that stopped reading, whose queue passes the limit, is
-        aborted at once: closing, its user gone, no close timer.
+        A reader that stopped reading, whose queue passes the hard limit,
+        is aborted at once: closing, its user gone, no close timer.
         """
         delivery = Delivery(self.chat, Limits(max_send_queue=10), self.clock)
         factory = ProbeFactory(delivery)
@@ -181,7 +182,7 @@ class LifecycleTests(Harness):
         probe.dataReceived(b"REGISTER\n")
         probe.pauseProducing()
         with delivery.batch():
-            probe.send(b"x" * 11)
+            probe.send(b"x" * (THROTTLED_QUEUE_FACTOR * 10 + 1))
         self.assertEqual(probe.state, "closing")
         self.assertTrue(transport.disconnected)
         self.assertIsNone(probe.user)

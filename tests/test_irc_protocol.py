@@ -23,6 +23,7 @@ from twisted_chat.core.chat import ChatServer
 from twisted_chat.core.fanout import LocalFanout
 from twisted_chat.core.history import DurableFanout
 from twisted_chat.core.interfaces import IChatClient
+from twisted_chat.server.backpressure import SENDQ_GRACE
 from twisted_chat.server.connection import (
     Connection,
     ConnectionFactory,
@@ -706,8 +707,9 @@ class SharedDeliveryTests(SynchronousTestCase):
         self.assertIsInstance(protocol, RefusedProtocol)
 
     def test_slow_irc_reader(self) -> None:
-        """An IRC client that stops reading is cut at the send queue limit,
-        and the room (of both protocols) sees why."""
+        """An IRC client that stops reading is cut once its queue has been
+        past the send queue limit for SENDQ_GRACE, and the room (of both
+        protocols) sees why."""
         server = Server(Limits(flood_rate=0, max_send_queue=1000))
         al = server.irc("al", "JOIN #lobby")
         bob = server.line("bob")
@@ -715,6 +717,9 @@ class SharedDeliveryTests(SynchronousTestCase):
         server.forget()
         al.protocol.pauseProducing()
         bob.type(*["x" * 200 for _ in range(6)])
+        self.assertFalse(al.aborted)
+        server.clock.advance(SENDQ_GRACE)
+        bob.type("x")
         self.assertTrue(al.aborted)
         self.assertEqual(al.transport.writes, [])
         self.assertEqual(bob.take()[-1], "*** al has quit (send queue exceeded)")

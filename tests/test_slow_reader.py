@@ -11,7 +11,7 @@ from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_limits import Server, capture_log
-from twisted_chat.server.backpressure import STALL_TIMEOUT
+from twisted_chat.server.backpressure import SENDQ_GRACE, STALL_TIMEOUT
 from twisted_chat.server.limits import Limits
 
 
@@ -85,10 +85,19 @@ class SlowReaderTests(SynchronousTestCase):
             self.assertFalse(self.slow.closing, i)  # 1000 bytes: at the limit
         self.assertEqual(len(self.bob.take()), 10)
         self.alice.type("one more")
+        # Over the limit: the room gets SENDQ_GRACE to show whether the
+        # others keep up (they do), then the slow reader goes.
+        self.assertFalse(self.slow.closing)
+        self.server.clock.advance(SENDQ_GRACE)
+        self.alice.type("and one more")
         self.assertTrue(self.slow.aborted)
         self.assertEqual(
             self.bob.take(),
-            ["<alice> one more", "*** slow has quit (send queue exceeded)"],
+            [
+                "<alice> one more",
+                "<alice> and one more",
+                "*** slow has quit (send queue exceeded)",
+            ],
         )
         self.assertEqual(
             self.alice.take()[-1], "*** slow has quit (send queue exceeded)"
@@ -109,9 +118,9 @@ class SlowReaderTests(SynchronousTestCase):
         )
 
     def test_queue_exceeded_by_one_event(self) -> None:
-        """One event that queues more than the limit at once is enough."""
+        """One event that queues more than the hard limit at once is enough."""
         self.slow.stop_reading()
-        self.alice.type(*["y" * 200 for _ in range(6)])
+        self.alice.type(*["y" * 900 for _ in range(5)])
         self.assertTrue(self.slow.aborted)
         self.assertEqual(self.bob.take()[-1], "*** slow has quit (send queue exceeded)")
 

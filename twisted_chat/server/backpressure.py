@@ -8,13 +8,16 @@ progress, never by how long they have been behind:
 
   1. B{Most of a room's readers are behind at once: the input is too fast.}
      The room is I{throttled}: after each chunk of input, a connection in a
-     throttled room is not read again until the room catches up, so TCP
-     pushes back on the senders.  Their lines are delayed, not lost, and
-     nobody is disconnected for it.
+     throttled room is not read again until the room catches up (all its
+     readers but one in ten, at most one in a small room), so TCP pushes
+     back on the senders.  Their lines are delayed, not lost, and nobody is
+     disconnected for it.
   2. B{One reader is behind while the others keep up: that is its problem.}
      It never holds the others up, and it is disconnected when its queue
-     passes the send queue limit (IRC's I{sendq} rule), whether it stopped
-     reading or reads far slower than the room talks.
+     has stayed past the send queue limit for L{SENDQ_GRACE} seconds (IRC's
+     I{sendq} rule, with the time for the room to show whether the others
+     keep up), whether it stopped reading or reads far slower than the room
+     talks; at once past L{THROTTLED_QUEUE_FACTOR} times the limit.
 
 A reader counts towards rule 1 only while it makes progress: one that has
 drained nothing for L{STALL_TIMEOUT} seconds has stopped reading, and no
@@ -39,10 +42,17 @@ STALL_TIMEOUT = 2.0
 # How often a reader that is behind is checked for progress.
 PROGRESS_CHECK = 0.5
 
-# How far past the send queue limit the queue of a reader that keeps
-# draining may grow while its room is throttled: the input of one reactor
-# turn arrives before the senders are held, and must not cut anyone.  Past
-# this, memory comes first and the reader is disconnected anyway.
+# How long the queue of a reader that keeps draining may stay over the send
+# queue limit while its room is not throttled, before the reader is taken for
+# one that reads slower than its room.  The server cannot see how much the
+# other readers' kernels hold for them: a room whose readers are all too
+# slow shows them behind one after the other, and this gives the room the
+# time to show it.
+SENDQ_GRACE = 2.0
+
+# How far past the send queue limit a queue may grow at all (while its room
+# is throttled, or within the grace above).  Past this, memory comes first
+# and the reader is disconnected anyway.
 THROTTLED_QUEUE_FACTOR = 4
 
 # A room's throttling is logged when it starts, and then at most this often.
@@ -73,6 +83,8 @@ class _Behind:
     last_progress: float
     check: IDelayedCall | None = None
     stalled: bool = False
+    # Since when its queue has been over the limit outside a throttled room.
+    over_since: float | None = None
 
 
 @define(eq=False)
@@ -90,8 +102,7 @@ class Backpressure:
     # Per room key: its members that are behind and still draining.
     counts: dict[str, int] = field(factory=dict, init=False)
     held: set[Reader] = field(factory=set, init=False)
-    # When each room last stopped being throttled.
-    _released: dict[str, float] = field(factory=dict, init=False)
+    throttled_rooms: set[str] = field(factory=set, init=False)
     _throttle_logged: dict[str, float] = field(factory=dict, init=False)
 
     log = Logger()
@@ -126,9 +137,11 @@ class Backpressure:
     # What the connections ask
 
     def throttled(self, key: str) -> bool:
-        """Whether most of room C{key}'s readers are behind (rule 1)."""
-        count = self.counts.get(key, 0)
-        return count > 0 and 2 * count > self.room_size(key)
+        """
+        Whether room C{key} is throttled (rule 1): from when most of its
+        readers are behind until nearly all have caught up.
+        """
+        return key in self.throttled_rooms
 
     def warm(self, reader: Reader) -> bool:
         """Whether any reader of any of C{reader}'s rooms is behind."""
@@ -158,61 +171,49 @@ class Backpressure:
         Whether a reader that is behind may keep C{queued} bytes waiting,
         with a send queue limit of C{limit}: L{None} if so, else why not.
         """
-        if queued <= limit:
+        state = self.behind.get(reader)
+        if queued <= limit or state is None:
+            if state is not None:
+                state.over_since = None
             return None
-        if self.stalled(reader):
+        if state.stalled:
             return "it stopped reading"
-        if not self.in_throttled_room(reader) and not self._just_released(reader):
-            return "it reads slower than its room"
         if queued > THROTTLED_QUEUE_FACTOR * limit:
-            return "its room is throttled, but its queue passed the hard limit"
+            return "its queue passed the hard limit"
+        if self.in_throttled_room(reader):
+            state.over_since = None
+            return None
+        now = self.clock.seconds()
+        if state.over_since is None:
+            state.over_since = now
+        if now - state.over_since >= SENDQ_GRACE:
+            return "it reads slower than its room"
         return None
 
     # Inside
 
-    def _just_released(self, reader: Reader) -> bool:
-        """
-        Whether one of C{reader}'s rooms stopped being throttled less than
-        the stall timeout ago: its readers that are still behind then were
-        behind with most of the room, and get that long to catch up before
-        the send queue limit applies to them alone.
-        """
-        released = self._released
-        if not released:
-            return False
-        now = self.clock.seconds()
-        return any(
-            now - released.get(key, -self.stall_timeout) < self.stall_timeout
-            for key in reader.room_keys()
-        )
-
     def _count(self, rooms: tuple[str, ...], delta: int) -> None:
         released = False
         for key in rooms:
-            before = self.throttled(key)
             count = self.counts.get(key, 0) + delta
             if count > 0:
                 self.counts[key] = count
             else:
                 self.counts.pop(key, None)
-            after = self.throttled(key)
-            if after and not before:
-                self._log_throttle(key)
-            if before and not after:
+            size = self.room_size(key)
+            if key not in self.throttled_rooms:
+                if count > 0 and 2 * count > size:
+                    self.throttled_rooms.add(key)
+                    self._log_throttle(key)
+            elif count == 0 or count <= min(size - 1, max(1, size // 10)):
+                # Hysteresis: a room whose readers read in turns (each
+                # behind until its next read) would otherwise be let go as
+                # soon as half of them had read, and the senders' held-back
+                # lines would pile up on the other half.
+                self.throttled_rooms.discard(key)
                 released = True
-                self._note_release(key)
         if released and self.held:
             self._release()
-
-    def _note_release(self, key: str) -> None:
-        now = self.clock.seconds()
-        if len(self._released) > 100:
-            self._released = {
-                room: when
-                for room, when in self._released.items()
-                if now - when < self.stall_timeout
-            }
-        self._released[key] = now
 
     def _release(self) -> None:
         """Read again from held connections no longer in a throttled room."""
