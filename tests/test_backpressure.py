@@ -30,6 +30,9 @@ from twisted_chat.server.backpressure import (
     PROGRESS_CHECK,
     STALL_TIMEOUT,
     THROTTLED_QUEUE_FACTOR,
+    UPSTREAM_CHECK,
+    UPSTREAM_LIMIT,
+    Backpressure,
 )
 from twisted_chat.server.fastwrite import unsent_bytes
 from twisted_chat.server.limits import Limits
@@ -442,3 +445,40 @@ class UnsentBytesTests(SynchronousTestCase):
     def test_unknown(self) -> None:
         """A transport that keeps no such buffer gives L{None}."""
         self.assertIsNone(unsent_bytes(object()))
+
+
+class UpstreamTests(SynchronousTestCase):
+    """Lines waiting upstream of delivery (for a commit) hold input too."""
+
+    def test_held_until_delivered(self) -> None:
+        """
+        Past UPSTREAM_LIMIT waiting operations, a sender is held after its
+        input, and read again once they are delivered.
+        """
+        waiting = [UPSTREAM_LIMIT + 1]
+        clock = MemoryReactorClock()
+        pressure = Backpressure(clock, lambda key: 2, lambda: waiting[0])
+
+        class Sender:
+            peer = "sender"
+            held: list[bool] = []
+
+            def room_keys(self) -> list[str]:
+                return ["lobby"]
+
+            def unsent(self) -> int | None:
+                return 0
+
+            def hold_input(self, hold: bool) -> None:
+                self.held.append(hold)
+
+        sender = Sender()
+        pressure.after_input(sender)
+        self.assertEqual(sender.held, [True])
+        clock.advance(UPSTREAM_CHECK)
+        self.assertEqual(sender.held, [True])
+        waiting[0] = UPSTREAM_LIMIT
+        clock.advance(UPSTREAM_CHECK)
+        self.assertEqual(sender.held, [True, False])
+        pressure.after_input(sender)
+        self.assertEqual(sender.held, [True, False])

@@ -55,6 +55,13 @@ SENDQ_GRACE = 2.0
 # and the reader is disconnected anyway.
 THROTTLED_QUEUE_FACTOR = 4
 
+# How many operations may wait upstream of delivery (lines waiting for the
+# history's commit) before input is held until they are delivered: a writer
+# that stalls must not make the next commit's lines land on every reader at
+# once.  And how often held input looks again.
+UPSTREAM_LIMIT = 1000
+UPSTREAM_CHECK = 0.005
+
 # A room's throttling is logged when it starts, and then at most this often.
 THROTTLE_LOG_INTERVAL = 60.0
 
@@ -97,12 +104,15 @@ class Backpressure:
 
     clock: IReactorTime
     room_size: Callable[[str], int]
+    # How many operations wait upstream of delivery (see UPSTREAM_LIMIT).
+    upstream: Callable[[], int] = lambda: 0
     stall_timeout: float = STALL_TIMEOUT
     behind: dict[Reader, _Behind] = field(factory=dict, init=False)
     # Per room key: its members that are behind and still draining.
     counts: dict[str, int] = field(factory=dict, init=False)
     held: set[Reader] = field(factory=set, init=False)
     throttled_rooms: set[str] = field(factory=set, init=False)
+    _upstream_check: IDelayedCall | None = field(default=None, init=False)
     _throttle_logged: dict[str, float] = field(factory=dict, init=False)
 
     log = Logger()
@@ -162,9 +172,18 @@ class Backpressure:
         C{reader}'s input has been handled: hold its further input while it
         is in a throttled room.
         """
-        if reader not in self.held and self.in_throttled_room(reader):
+        if reader in self.held:
+            return
+        if self.in_throttled_room(reader):
             self.held.add(reader)
             reader.hold_input(True)
+        elif self.upstream() > UPSTREAM_LIMIT:
+            self.held.add(reader)
+            reader.hold_input(True)
+            if self._upstream_check is None:
+                self._upstream_check = self.clock.callLater(
+                    UPSTREAM_CHECK, self._check_upstream
+                )
 
     def may_queue(self, reader: Reader, queued: int, limit: int) -> str | None:
         """
@@ -215,8 +234,19 @@ class Backpressure:
         if released and self.held:
             self._release()
 
+    def _check_upstream(self) -> None:
+        self._upstream_check = None
+        if self.upstream() > UPSTREAM_LIMIT:
+            self._upstream_check = self.clock.callLater(
+                UPSTREAM_CHECK, self._check_upstream
+            )
+            return
+        self._release()
+
     def _release(self) -> None:
         """Read again from held connections no longer in a throttled room."""
+        if self._upstream_check is not None:
+            return
         for reader in [r for r in self.held if not self.in_throttled_room(r)]:
             self.held.discard(reader)
             reader.hold_input(False)

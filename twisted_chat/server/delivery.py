@@ -84,7 +84,11 @@ class Delivery:
         self.limits = limits if limits is not None else Limits()
         self.clock = clock
         self.connections: set[Connection] = set()
-        self.pressure = Backpressure(clock, self._room_size)
+        self.pressure = Backpressure(
+            clock,
+            self._room_size,
+            lambda: getattr(self.chat.fanout, "waiting", 0),
+        )
         self.counter = ConnectionCounter(
             self.limits.max_clients, self.limits.max_per_ip
         )
