@@ -70,6 +70,7 @@ FORBIDDEN = re.compile(
     "[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
 )
 TALK = re.compile(r"<(p\d+)> (p\d+) (\d+) x*\Z")
+ROOM_MARK = re.compile(r"\[#[A-Za-z][\w-]*\] ")
 AUTHORED = re.compile(r"(?:<[A-Za-z][\w-]*> |\* [A-Za-z][\w-]* |\*[A-Za-z][\w-]*\* )")
 STARTING = re.compile(rb"starting on (\d+)")
 
@@ -301,6 +302,13 @@ class Stress:
         """Check and count one line a well-behaved user received."""
         if FORBIDDEN.search(text) or client.bad_bytes:
             self.unsafe.append(f"{client.name}: {text!r}")
+        marked = ROOM_MARK.match(text)
+        if marked is not None:
+            # A line from a room other than the user's current one: after
+            # the client left it, there must be none but its own leaving.
+            if text != f"[#lobby] *** {client.name} has left #lobby":
+                self.foreign.append(f"{client.name}: {text}")
+            return False
         if text.startswith(("*** ", "!!! ")):
             if " has quit (" in text and text not in self.quits:
                 self.quits[text] = time.monotonic() - self.started
@@ -342,14 +350,18 @@ class Stress:
             self.room_of[name] = room
             client.line(f"/nick {name}")
             if room != "lobby":
+                # Moves: joins the room, then leaves the lobby (a user may
+                # be in several rooms; these stay in one).
                 client.line(f"/join {room}")
+                client.line("/part lobby")
             self.polite.append(client)
 
         def ready() -> bool:
             for client in self.polite:
                 room = self.room_of[client.name]
                 if not client.renamed(client.name) or (
-                    room != "lobby" and not client.saw(f"*** Users in #{room} (")
+                    room != "lobby"
+                    and not client.saw(f"[#lobby] *** {client.name} has left #lobby")
                 ):
                     return False
             return True
