@@ -22,14 +22,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, ClassVar
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.irc import parsemsg
 
+from tests.helpers import Pumps
 from twisted_chat.core.chat import ChatServer
 from twisted_chat.server.connection import ConnectionFactory
 from twisted_chat.server.delivery import Delivery
@@ -82,13 +81,14 @@ class Wire(Protocol):
         return [line.rstrip("\r") for line in (data + newline).decode().splitlines()]
 
 
-class Network:
+class Network(Pumps):
     """
     One chat behind one L{Delivery}, a line-protocol and an IRC factory
     sharing it, and in-memory connections to either.
     """
 
     def __init__(self, limits: Limits | None = None) -> None:
+        super().__init__()
         self.clock = Clock()
         self.chat = ChatServer(clock=self.clock)
         self.delivery = Delivery(
@@ -96,37 +96,12 @@ class Network:
         )
         self.line = ChatFactory(self.chat, delivery=self.delivery)
         self.irc = IRCFactory(self.delivery, info=INFO)
-        self._pumps: list[iosim.IOPump] = []
-        self._next_port = 40000
 
     def connect(self, factory: ConnectionFactory) -> Wire:
         """Open a connection through C{factory} and deliver what it says first."""
-        self._next_port += 1
-        peer = IPv4Address("TCP", "127.0.0.1", self._next_port)
-        host = IPv4Address("TCP", "127.0.0.1", 10001)
-        server = factory.buildProtocol(peer)
-        assert server is not None
         wire = Wire()
-        pump = iosim.connect(
-            server,
-            iosim.FakeTransport(server, True, host, peer),
-            wire,
-            iosim.FakeTransport(wire, False, peer, host),
-            greet=False,
-        )
-        self._pumps.append(pump)
-        self.flush()
+        self.open(factory, wire)
         return wire
-
-    def flush(self) -> None:
-        """Move bytes both ways on every connection until nothing moves."""
-        for _ in range(1000):
-            did_work = False
-            for pump in self._pumps:
-                did_work = pump.flush() or did_work
-            if not did_work:
-                return
-        raise AssertionError("the network never became quiet")
 
 
 class Peer:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from hypothesis import settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -162,41 +162,34 @@ class UserSide(Protocol):
         return (data + newline).decode("utf-8").splitlines()
 
 
-class ChatNetwork:
+class Pumps:
     """
-    One L{ChatServer} behind a real L{ChatFactory}, and any number of
-    in-memory connections to it, moved along by L{flush}.
+    In-memory connections to server factories, moved along by L{flush}.
 
     Modelled on the transit relay's C{test/common.py}.
     """
 
-    def __init__(
-        self, chat: ChatServer | None = None, limits: Limits | None = None
-    ) -> None:
-        self.chat = ChatServer() if chat is None else chat
-        self.clock = Clock()
-        self.factory = ChatFactory(self.chat, limits=limits, clock=self.clock)
+    def __init__(self) -> None:
         self._pumps: list[iosim.IOPump] = []
         self._next_port = 40000
 
-    def connect(self) -> UserSide:
-        """Open a new connection, deliver the server's greeting, return it."""
+    def open(self, factory: ServerFactory, client: Protocol) -> None:
+        """Connect C{client} to what C{factory} builds, and flush."""
         self._next_port += 1
         peer = IPv4Address("TCP", "127.0.0.1", self._next_port)
         host = IPv4Address("TCP", "127.0.0.1", 10001)
-        server_protocol = self.factory.buildProtocol(peer)
-        assert server_protocol is not None
-        user = UserSide()
-        pump = iosim.connect(
-            server_protocol,
-            iosim.FakeTransport(server_protocol, True, host, peer),
-            user,
-            iosim.FakeTransport(user, False, peer, host),
-            greet=False,
+        server = factory.buildProtocol(peer)
+        assert server is not None
+        self._pumps.append(
+            iosim.connect(
+                server,
+                iosim.FakeTransport(server, True, host, peer),
+                client,
+                iosim.FakeTransport(client, False, peer, host),
+                greet=False,
+            )
         )
-        self._pumps.append(pump)
         self.flush()
-        return user
 
     def flush(self) -> None:
         """Move bytes both ways on every connection until nothing moves."""
@@ -207,3 +200,24 @@ class ChatNetwork:
             if not did_work:
                 return
         raise AssertionError("the network never became quiet")
+
+
+class ChatNetwork(Pumps):
+    """
+    One L{ChatServer} behind a real L{ChatFactory}, and any number of
+    in-memory connections to it.
+    """
+
+    def __init__(
+        self, chat: ChatServer | None = None, limits: Limits | None = None
+    ) -> None:
+        super().__init__()
+        self.chat = ChatServer() if chat is None else chat
+        self.clock = Clock()
+        self.factory = ChatFactory(self.chat, limits=limits, clock=self.clock)
+
+    def connect(self) -> UserSide:
+        """Open a new connection, deliver the server's greeting, return it."""
+        user = UserSide()
+        self.open(self.factory, user)
+        return user
