@@ -9,27 +9,21 @@ tmux must be installed (CI installs it); without it these tests are skipped.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.task import deferLater
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from tests.e2e import (
-    TIMEOUT,
     ChatUser,
+    Terminal,
     connect_user,
     free_port,
     global_reactor,
     poll,
-    short_temp_dir,
     start_server,
 )
 from tests.test_client_e2e import SOURCE_ROOT
@@ -39,72 +33,23 @@ WIDTH, HEIGHT = 100, 30
 BEFORE = "--- the shell, before the client ---"
 
 
-class Tmux:
+class Tmux(Terminal):
     """
-    A tmux server on a socket of its own, in a temporary directory removed
-    after the test, running one session: the terminal the client runs in.
+    The terminal the client runs in, under a shell: what the client leaves
+    behind when it ends (the shell's screen, its mode) stays to be seen.
     """
 
     def __init__(self, reactor: Any, test: TestCase) -> None:
-        assert TMUX is not None
-        self.reactor = reactor
-        self.socket = os.path.join(short_temp_dir(test), "tmux")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
-        test.addCleanup(self.kill)
-
-    async def run(self, *args: str) -> str:
-        """Run one tmux command; its standard output."""
-        assert TMUX is not None
-        out, err, code = await getProcessOutputAndValue(
-            TMUX,
-            ["-S", self.socket, "-f", os.devnull, *args],
-            env=self.env,
-            reactor=self.reactor,
-        )
-        if code != 0:
-            raise AssertionError(f"tmux {' '.join(args)}: status {code}: {err!r}")
-        text: str = out.decode("utf-8", "replace")
-        return text
+        super().__init__(reactor, test, WIDTH, HEIGHT)
 
     async def start(self, command: str) -> None:
-        await self.run(
-            "new-session", "-d", "-s", "chat", "-x", str(WIDTH), "-y", str(HEIGHT)
-        )
-        await self.run("send-keys", "-t", "chat", "-l", command)
-        await self.run("send-keys", "-t", "chat", "Enter")
-
-    async def kill(self) -> None:
-        """Stop the tmux server, and with it the client if it still runs."""
-        with contextlib.suppress(AssertionError):  # Already gone.
-            await self.run("kill-server")
-
-    async def screen(self) -> list[str]:
-        """The terminal's rows, as a user sees them now."""
-        return (await self.run("capture-pane", "-p", "-t", "chat")).split("\n")[:-1]
-
-    async def keys(self, *keys: str) -> None:
-        """Press keys, by tmux's names (C{Enter}, C{Up}, C{C-c}, C{M-1})."""
-        await self.run("send-keys", "-t", "chat", *keys)
+        size = ["-x", str(self.width), "-y", str(self.height)]
+        await self.run("new-session", "-d", "-s", "term", *size)
+        await self.line(command)
 
     async def type(self, text: str) -> None:
         """Type C{text}, character by character."""
-        await self.run("send-keys", "-t", "chat", "-l", text)
-
-    async def wait(
-        self, done: Callable[[list[str]], bool], what: str, seconds: float = TIMEOUT
-    ) -> list[str]:
-        """Poll the screen until C{done(rows)}; fail after C{seconds}."""
-        deadline = self.reactor.seconds() + seconds
-        while True:
-            rows = await self.screen()
-            if done(rows):
-                return rows
-            if self.reactor.seconds() > deadline:
-                raise AssertionError(
-                    f"{what}: not on the screen within {seconds} seconds; "
-                    "the screen:\n" + "\n".join(rows)
-                )
-            await deferLater(self.reactor, 0.05, lambda: None)
+        await self.run("send-keys", "-t", "term", "-l", text)
 
 
 def client_command(port: int, *args: str) -> str:
@@ -223,7 +168,7 @@ class FullScreenTests(TestCase):
             "#dev on the status line and the prompt after /join dev",
         )
 
-        await tmux.run("resize-window", "-t", "chat", "-x", "60", "-y", "12")
+        await tmux.run("resize-window", "-t", "term", "-x", "60", "-y", "12")
         rows = await tmux.wait(
             lambda rows: (
                 len(rows) == 12
