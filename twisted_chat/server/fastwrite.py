@@ -14,7 +14,9 @@ It reads three attributes that Twisted's C{FileDescriptor} keeps for its
 own buffer (C{dataBuffer}, C{_tempDataLen}, C{socket}); it is used only
 for the exact class L{twisted.internet.tcp.Server} (not TLS, not UNIX
 sockets), and the tests check its assumptions against the installed
-Twisted.
+Twisted.  A transport that writes at once when its buffer is empty
+(U{https://github.com/twisted/twisted/issues/5303}) would make it
+unnecessary.
 """
 
 from __future__ import annotations

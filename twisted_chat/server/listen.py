@@ -72,7 +72,10 @@ def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     """
     endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, description)
     # The parsed values live in private attributes; the tests of this
-    # function would notice if Twisted renamed them.
+    # function would notice if Twisted renamed them.  An IPv6-only option in
+    # Twisted (https://github.com/twisted/twisted/issues/5997) would remove
+    # the need; the context factory of an ssl endpoint has no public getter
+    # either (no Twisted issue asks for one).
     if isinstance(endpoint, endpoints.TCP6ServerEndpoint):
         return V6OnlyTCP6ServerEndpoint(
             reactor,

@@ -66,6 +66,9 @@ def check_description(description: str, typed: str, option: str = "--port") -> N
         raise usage.UsageError(f"{option} {typed}: {e}{hint}") from None
     except Exception:
         return
+    # The parsed port is private (and getattr keeps this safe if it goes);
+    # Twisted only finds an out-of-range port when it listens, with an
+    # OverflowError deep in a traceback.
     port = getattr(endpoint, "_port", None)
     if isinstance(port, int) and not 0 <= port <= 65535:
         raise usage.UsageError(f"{option} {typed}: {port} is not a port number")
