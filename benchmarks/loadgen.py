@@ -15,6 +15,12 @@ Two modes:
   C{/proc/PID/stat}) and its RSS before, at its peak during (C{VmHWM}, reset
   through C{/proc/PID/clear_refs} before the burst) and after the burst.
 
+  With C{--irc-port}, some or all clients (C{--irc all|half}) are IRC
+  clients instead: each negotiates C{echo-message} (so that it gets its own
+  lines back, as line-protocol clients do), registers (NICK, USER), joins
+  C{#lobby} and counts as open once the server has sent the end of the
+  channel's names (366); it sends C{PRIVMSG #lobby :B|sender|seq|t_ns|~}.
+
 - C{idle}: open connections in steps (0, 1000, ...), wait after each step
   until the server is quiet and read its RSS (from C{/proc/PID/statm}).
 
@@ -41,8 +47,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-PAYLOAD = re.compile(rb"B\|(\d+)\|(\d+)\|(\d+)\|x*~\n")
-MARK = b"~"  # once per payload line, in no line a server writes itself
+PAYLOAD = re.compile(rb"B\|(\d+)\|(\d+)\|(\d+)\|x*~\r?\n")
+MARK = b"~"  # once per payload line, in no line a line-protocol server writes
+# IRC prefixes carry a "~" too (nick!~user@host, no ident): IRC clients count
+# the payload's end with its CR LF instead, across recv boundaries.
+IRC_MARK = b"~\r\n"
+IRC_CHANNEL = "#lobby"
+IRC_JOINED = b" 366 "  # RPL_ENDOFNAMES: the JOIN is complete
+IRC_REFUSALS = (b" 404 ", b" 417 ", b"\nERROR ")  # cannot send, too long, closing
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -114,6 +126,53 @@ def percentile(ordered: list[int], fraction: float) -> float | None:
     return ordered[index] / 1e6
 
 
+def irc_client(index: int, mode: str) -> bool:
+    """Whether client C{index} speaks IRC: C{none}, C{all}, or C{half} (odd ones)."""
+    if mode == "all":
+        return True
+    if mode == "half":
+        return index % 2 == 1
+    return False
+
+
+def irc_nick(index: int) -> str:
+    return f"b{index}"
+
+
+def irc_hello(index: int) -> bytes:
+    """What an IRC client sends on connecting: CAP, registration and JOIN."""
+    nick = irc_nick(index)
+    return (
+        f"CAP REQ :echo-message\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
+        f"CAP END\r\nJOIN {IRC_CHANNEL}\r\n"
+    ).encode()
+
+
+def payload_line(sender: int, seq: int, t_ns: int, pad: bytes, irc: bool) -> bytes:
+    """One payload line as C{sender} sends it, over IRC or the line protocol."""
+    if irc:
+        return b"PRIVMSG %s :B|%d|%d|%d|%s~\r\n" % (
+            IRC_CHANNEL.encode(),
+            sender,
+            seq,
+            t_ns,
+            pad,
+        )
+    return b"B|%d|%d|%d|%s~\n" % (sender, seq, t_ns, pad)
+
+
+def count_irc_marks(tail: bytes, data: bytes) -> int:
+    """
+    Payload ends (C{~ CR LF}) in C{data}, and the one that C{tail} (the
+    previous chunk's last two bytes) and C{data} may share.
+    """
+    return data.count(IRC_MARK) + (tail + data[:2]).count(IRC_MARK)
+
+
+def irc_refusals(data: bytes) -> int:
+    return sum(data.count(code) for code in IRC_REFUSALS)
+
+
 class LoadGen:
     """A set of client connections on one epoll, and the counts they make."""
 
@@ -133,6 +192,8 @@ class LoadGen:
         self.connecting = 0
         self.greeted: list[bool] = []
         self.ungreeted = 0
+        self.irc: list[bool] = []
+        self.tail: list[bytes] = []
         self.errors_seen = 0
         # Payload accounting, set up by prepare_payload().
         self.parse = False
@@ -171,13 +232,17 @@ class LoadGen:
             # Let connect() choose the port per 4-tuple, not bind().
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((source, 0))
+        irc = irc_client(index, self.args.irc)
         self.socks.append(sock)
         self.state.append(CONNECTING)
         self.greeted.append(False)
+        self.irc.append(irc)
+        self.tail.append(b"")
         self.pending.append(b"")
         self.outbuf.append(b"")
         self.fd_index[sock.fileno()] = index
-        code = sock.connect_ex((self.args.host, self.args.port))
+        port = self.args.irc_port if irc else self.args.port
+        code = sock.connect_ex((self.args.host, port))
         if code not in (0, errno.EINPROGRESS):
             self._fail(index)
             return
@@ -202,9 +267,15 @@ class LoadGen:
             self._fail(index)
             return
         self.state[index] = OPEN
-        if self.args.greeting:
+        # An open connection that is not yet greeted is waited for.
+        if self.args.greeting or self.irc[index]:
             self.ungreeted += 1
+        else:
+            self.greeted[index] = True
         self.epoll.modify(sock.fileno(), _IN)
+        if self.irc[index]:
+            self.write(index, irc_hello(index))
+            return
         template: str = self.args.on_connect
         if template:
             line = template.format(index=index, group=index // self.args.group_size)
@@ -215,7 +286,7 @@ class LoadGen:
         if sock is None:
             return
         self.closed_by_server += 1
-        if self.args.greeting and not self.greeted[index]:
+        if self.state[index] == OPEN and not self.greeted[index]:
             self.ungreeted -= 1
             self.greeted[index] = True
         self.state[index] = CLOSED
@@ -303,6 +374,8 @@ class LoadGen:
         counts = self.counts
         received = 0
         refused = 0
+        irc = self.irc
+        tail = self.tail
         for fd, event in events:
             index = fd_index.get(fd, -1)
             if event != _IN or index < 0 or probe[index]:
@@ -319,10 +392,15 @@ class LoadGen:
             if not data:
                 self._close(index)
                 continue
-            found = data.count(MARK)
+            if irc[index]:
+                found = count_irc_marks(tail[index], data)
+                tail[index] = data[-2:]
+                refused += irc_refusals(data)
+            else:
+                found = data.count(MARK)
+                refused += data.count(b"!!! ")
             counts[index] += found
             received += found
-            refused += data.count(b"!!! ")
         self.errors_seen += refused
         if received:
             self.received += received
@@ -351,12 +429,18 @@ class LoadGen:
                 return
             self.rx_bytes += len(data)
             if not self.greeted[index]:
-                self.greeted[index] = True
-                if self.args.greeting:
-                    self.ungreeted -= 1
+                self._greet(index, data)
             if self.parse:
                 if self.probe[index]:
                     self._payload(index, data, now_ns)
+                elif self.irc[index]:
+                    found = count_irc_marks(self.tail[index], data)
+                    self.tail[index] = data[-2:]
+                    self.counts[index] += found
+                    self.received += found
+                    self.errors_seen += irc_refusals(data)
+                    if found:
+                        self.last_payload = time.monotonic()
                 else:
                     found = data.count(MARK)
                     self.counts[index] += found
@@ -364,6 +448,20 @@ class LoadGen:
                     self.errors_seen += data.count(b"!!! ")
         if event & _OUT and self.outbuf[index]:
             self._flush(index)
+
+    def _greet(self, index: int, data: bytes) -> None:
+        """
+        A line-protocol client is greeted by its first bytes; an IRC client
+        once its JOIN is complete (366, which may straddle two reads).
+        """
+        if self.irc[index]:
+            seen = self.pending[index][-8:] + data
+            if IRC_JOINED not in seen:
+                self.pending[index] = seen[-8:]
+                return
+            self.pending[index] = b""
+        self.greeted[index] = True
+        self.ungreeted -= 1
 
     def _sample(self) -> None:
         if not self.sampling:
@@ -383,7 +481,10 @@ class LoadGen:
         self.pending[index] = data[cut:]
         if not cut:
             return
-        self.errors_seen += data.count(b"!!! ", 0, cut)
+        if self.irc[index]:
+            self.errors_seen += irc_refusals(data[:cut])
+        else:
+            self.errors_seen += data.count(b"!!! ", 0, cut)
         found = PAYLOAD.findall(data, 0, cut)
         if not found:
             return
@@ -437,6 +538,7 @@ class LoadGen:
         self.senders = senders
         self.next_seq = [0] * (senders * clients)
         self.pending = [b""] * clients
+        self.tail = [b""] * clients
         self.counts = [0] * clients
         self.observer = clients - 1
         self.probe = [False] * clients
@@ -461,7 +563,10 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "window": args.window,
         "echo_to_sender": args.echo,
+        "irc": args.irc,
     }
+    if args.irc != "none" and not args.irc_port:
+        raise SystemExit("--irc needs --irc-port")
     start = time.monotonic()
     deadline = start + args.timeout
     rss_empty = process_rss(gen.pid)
@@ -528,10 +633,11 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
                 count = min(room, lines - q)
             if count <= 0:
                 continue
+            irc = gen.irc[s]
             gen.write(
                 s,
                 b"".join(
-                    b"B|%d|%d|%d|%s~\n" % (s, seq, now_ns, pad)
+                    payload_line(s, seq, now_ns, pad, irc)
                     for seq in range(q, q + count)
                 ),
             )
@@ -572,6 +678,7 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
             for i, got in enumerate(gen.counts)
             if got < lines * (senders if args.echo or i >= senders else senders - 1)
         ),
+        irc_clients=sum(gen.irc),
         latency_samples=len(ordered),
         probes=sum(gen.probe),
         out_of_order=gen.out_of_order,
@@ -679,6 +786,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="the server does not send a line back to its sender",
     )
+    p.add_argument(
+        "--irc",
+        choices=["none", "all", "half"],
+        default="none",
+        help="which clients speak IRC (half: the odd ones), on --irc-port",
+    )
+    p.add_argument("--irc-port", type=int, default=0, help="the server's IRC port")
     p.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")], default=[])
     p.add_argument("--on-connect", default="", help="a line each client sends first")
     p.add_argument("--group-size", type=int, default=100)

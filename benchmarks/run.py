@@ -4,6 +4,9 @@ naive Twisted chat and ncat --chat, on the same scenarios in the same run.
 
     python benchmarks/run.py            # full run (about 5 minutes on 2 cores)
     python benchmarks/run.py --quick    # smoke run (well under a minute)
+    python benchmarks/run.py --baseline e819180 \
+        --scenarios fanout-100,fanout-1000,latency-100 --servers twisted-chat
+                                        # this tree against another commit
 
 Each scenario starts a fresh server pinned to one core and the load
 generator (benchmarks/loadgen.py, one process) pinned to the other, repeats,
@@ -31,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from servers import HERE, Server, all_servers
+from servers import HERE, Server, all_servers, export_revision, twisted_chat
 
 RESULTS = HERE / "results"
 LOADGEN = HERE / "loadgen.py"
@@ -53,6 +56,7 @@ class Scenario:
     repeat: int = 3
     timeout: float = 180.0
     sweep: bool = False
+    irc: str = "none"  # which clients speak IRC: none, all, half (loadgen --irc)
 
     @property
     def deliveries(self) -> int:
@@ -97,6 +101,7 @@ def scenarios(quick: bool, repeat: int | None) -> list[Scenario]:
                 repeat=reps,
                 timeout=60,
             ),
+            *irc_scenarios(200, reps, 60),
             Scenario(
                 "idle",
                 "idle connections",
@@ -140,6 +145,7 @@ def scenarios(quick: bool, repeat: int | None) -> list[Scenario]:
             repeat=reps,
         ),
     ]
+    found += irc_scenarios(2000, reps, 180.0)
     for clients in (20, 50, 200, 500, 2000):
         senders = 5
         lines = max(10, 500_000 // (clients * senders))
@@ -162,6 +168,36 @@ def scenarios(quick: bool, repeat: int | None) -> list[Scenario]:
         )
     )
     return found
+
+
+def irc_scenarios(lines: int, repeat: int, timeout: float) -> list[Scenario]:
+    """fanout-100's load with every client on IRC, and with half of them."""
+    return [
+        Scenario(
+            "irc-fanout-100",
+            "100 IRC clients, 10 senders",
+            "fanout",
+            100,
+            10,
+            lines,
+            window=50,
+            repeat=repeat,
+            timeout=timeout,
+            irc="all",
+        ),
+        Scenario(
+            "mixed-fanout-100",
+            "50 line-protocol and 50 IRC clients, 10 senders (5 of each)",
+            "fanout",
+            100,
+            10,
+            lines,
+            window=50,
+            repeat=repeat,
+            timeout=timeout,
+            irc="half",
+        ),
+    ]
 
 
 # Processes
@@ -256,7 +292,12 @@ class Bench:
         return self.nofile - NOFILE_MARGIN
 
     def loadgen_argv(
-        self, server: Server, scenario: Scenario, port: int, pid: int
+        self,
+        server: Server,
+        scenario: Scenario,
+        port: int,
+        pid: int,
+        irc_port: int | None = None,
     ) -> list[str]:
         argv = [
             sys.executable,
@@ -288,6 +329,8 @@ class Bench:
             ]
             if not server.echo_to_sender:
                 argv.append("--no-echo")
+            if scenario.irc != "none":
+                argv += ["--irc", scenario.irc, "--irc-port", str(irc_port)]
         else:
             argv += [
                 "--steps",
@@ -310,8 +353,31 @@ class Bench:
             return steps, f"steps {dropped} not run ({why}); stopped at {cap}"
         return steps, ""
 
+    def start(
+        self, server: Server, port: int, log: Path, irc_port: int | None, cwd: Path
+    ) -> subprocess.Popen[bytes]:
+        """
+        Start C{server} pinned, in C{cwd}: a fresh folder per run, so that
+        twisted-chat's history database starts empty and C{python -c} finds
+        no checkout in its working directory, ahead of C{server.pythonpath}.
+        """
+        cwd.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                pinned(self.server_core, server.command(port, log, irc_port)),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=cwd,
+                env=server.environment(),
+            )
+
     def run_one(self, server: Server, scenario: Scenario, rep: int) -> Run:
         run = Run(server.name, scenario.name, rep)
+        if scenario.irc != "none" and not server.irc_args:
+            run.skipped = "no IRC front end"
+            return run
         limit = server.client_limit
         if scenario.kind == "fanout" and limit is not None and scenario.clients > limit:
             run.skipped = server.client_limit_reason
@@ -320,22 +386,18 @@ class Bench:
             run.skipped = f"RLIMIT_NOFILE hard limit is {self.nofile}"
             return run
         port = free_port()
+        irc_port = free_port() if scenario.irc != "none" else None
         tag = f"{scenario.name}-{server.name}-{rep}"
         log = self.logs / f"{tag}.server.log"
-        command = pinned(self.server_core, server.command(port, log))
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        cwd = RESULTS / "work" / tag
+        proc = self.start(server, port, log, irc_port, cwd)
         try:
-            if not wait_listening(port, proc, 30):
+            if not wait_listening(port, proc, 30) or (
+                irc_port is not None and not wait_listening(irc_port, proc, 30)
+            ):
                 run.error = f"server did not start (see {log})"
                 return run
-            argv = self.loadgen_argv(server, scenario, port, proc.pid)
+            argv = self.loadgen_argv(server, scenario, port, proc.pid, irc_port)
             if scenario.kind == "idle":
                 note = self.idle_steps(server, scenario)[1]
                 if note:
@@ -365,6 +427,7 @@ class Bench:
             return run
         finally:
             stop(proc)
+            shutil.rmtree(cwd, ignore_errors=True)
 
     def profile(self, server: Server, scenario: Scenario) -> dict[str, str]:
         """
@@ -377,23 +440,21 @@ class Bench:
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(pyspy).exists():
             return {"error": "py-spy is not installed (pip install py-spy)"}
+        stem = "profile" if server.name == "twisted-chat" else f"profile-{server.name}"
         outputs = {
-            "flamegraph": RESULTS / "profile.svg",
-            "raw": RESULTS / "profile.txt",
+            "flamegraph": RESULTS / f"{stem}.svg",
+            "raw": RESULTS / f"{stem}.txt",
         }
         for fmt, path in outputs.items():
             port = free_port()
-            log = self.logs / f"profile-{fmt}.server.log"
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(
-                    pinned(self.server_core, server.command(port, log)),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            irc_port = free_port() if scenario.irc != "none" else None
+            log = self.logs / f"profile-{fmt}-{server.name}.server.log"
+            cwd = RESULTS / "work" / f"profile-{fmt}-{server.name}"
+            proc = self.start(server, port, log, irc_port, cwd)
             try:
-                if not wait_listening(port, proc, 30):
+                if not wait_listening(port, proc, 30) or (
+                    irc_port is not None and not wait_listening(irc_port, proc, 30)
+                ):
                     return {"error": "server did not start"}
                 spy = subprocess.Popen(
                     [
@@ -414,7 +475,7 @@ class Bench:
                 )
                 time.sleep(1)
                 subprocess.run(
-                    self.loadgen_argv(server, scenario, port, proc.pid),
+                    self.loadgen_argv(server, scenario, port, proc.pid, irc_port),
                     capture_output=True,
                     timeout=scenario.timeout + 60,
                     check=False,
@@ -423,6 +484,7 @@ class Bench:
                 spy.wait(60)
             finally:
                 stop(proc)
+                shutil.rmtree(cwd, ignore_errors=True)
         return {fmt: str(path) for fmt, path in outputs.items()}
 
 
@@ -440,6 +502,7 @@ FANOUT_METRICS = (
     "latency_p99_ms",
     "server_cpu_us_per_delivery",
     "rss_growth",
+    "rss_before",
     "server_cpu_share",
     "loadgen_cpu_share",
 )
@@ -550,6 +613,78 @@ def idle_table(per: dict[str, Any]) -> list[str]:
         for error in e["errors"]:
             rows.append(f"| {name} | error: {error} |||||")
     return rows
+
+
+BASELINE_CPU_LIMIT = 0.10  # issue 8: the line protocol within 10% of before
+
+
+def baseline_ratio(ours: float | None, theirs: float | None) -> float | None:
+    """Our CPU per delivery over the baseline's (None if either is missing)."""
+    if not ours or not theirs:
+        return None
+    return ours / theirs
+
+
+def baseline_table(
+    summary: dict[str, Any], plan: list[Scenario], baseline: str
+) -> list[str]:
+    """
+    twisted-chat against C{baseline} (another commit, same run,
+    interleaved), scenario by scenario: CPU per delivery and its ratio, with
+    deliveries/s, p99 and RSS beside it.
+    """
+    rows = [
+        f"| scenario | CPU µs/delivery: {baseline} | twisted-chat | ratio "
+        f"| within {BASELINE_CPU_LIMIT:.0%} | deliveries/s: {baseline} "
+        "| twisted-chat | p99 ms: baseline | twisted-chat "
+        "| RSS MiB with clients: baseline | twisted-chat | lost |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for scenario in plan:
+        per = summary.get(scenario.name, {})
+        ours, theirs = per.get("twisted-chat"), per.get(baseline)
+        if scenario.kind != "fanout" or not ours or not theirs:
+            continue
+        if ours["skipped"] or theirs["skipped"]:
+            continue
+        ratio = baseline_ratio(
+            ours["server_cpu_us_per_delivery"], theirs["server_cpu_us_per_delivery"]
+        )
+        ok = (
+            "-"
+            if ratio is None
+            else ("yes" if ratio <= 1 + BASELINE_CPU_LIMIT else "**no**")
+        )
+
+        def mib(e: dict[str, Any]) -> float | None:
+            return e["rss_before"] / 2**20 if e.get("rss_before") else None
+
+        rows.append(
+            f"| {scenario.name} | {fmt(theirs['server_cpu_us_per_delivery'], '.3f')} "
+            f"| {fmt(ours['server_cpu_us_per_delivery'], '.3f')} "
+            f"| {fmt(ratio, '.2f')} | {ok} "
+            f"| {fmt(theirs['deliveries_per_second'], ',.0f')} "
+            f"| {fmt(ours['deliveries_per_second'], ',.0f')} "
+            f"| {fmt(theirs['latency_p99_ms'], '.2f')} "
+            f"| {fmt(ours['latency_p99_ms'], '.2f')} "
+            f"| {fmt(mib(theirs), '.1f')} | {fmt(mib(ours), '.1f')} "
+            f"| {fmt(theirs['lost'], 'd')} / {fmt(ours['lost'], 'd')} |"
+        )
+    return rows
+
+
+def paired_ratios(runs: list[Run], scenario: str, baseline: str) -> list[float | None]:
+    """Per repetition, our CPU per delivery over the baseline's."""
+    out: list[float | None] = []
+    reps = sorted({r.rep for r in runs if r.scenario == scenario})
+    for rep in reps:
+        pair = {
+            r.server: r.result.get("server_cpu_us_per_delivery")
+            for r in runs
+            if r.scenario == scenario and r.rep == rep
+        }
+        out.append(baseline_ratio(pair.get("twisted-chat"), pair.get(baseline)))
+    return out
 
 
 def targets(summary: dict[str, Any], quick: bool) -> list[str]:
@@ -728,6 +863,23 @@ def report(
         lines += [f"  - limit: {limit}" for limit in server.limits]
         lines += [f"  - note: {note}" for note in server.notes]
     lines += ["", "## Targets", "", *targets(summary, bench.args.quick), ""]
+    for baseline in env.get("baselines", []):
+        lines += [
+            f"## twisted-chat against {baseline}",
+            "",
+            "Same run, interleaved (the order alternates between repetitions); "
+            f"medians of each; ratio = twisted-chat ÷ {baseline}; RSS is the "
+            "server's with every client connected, before the burst.",
+            "",
+            *baseline_table(summary, plan, baseline),
+            "",
+        ]
+        for scenario in plan:
+            pairs = paired_ratios(bench.runs, scenario.name, baseline)
+            if any(p is not None for p in pairs):
+                shown = ", ".join(fmt(p, ".2f") for p in pairs)
+                lines.append(f"- {scenario.name}: ratio per repetition {shown}")
+        lines.append("")
     for scenario in plan:
         per = summary.get(scenario.name, {})
         lines += [f"## {scenario.name}: {scenario.title}", ""]
@@ -761,10 +913,10 @@ def report(
             lines += idle_table(per)
         lines.append("")
     if profile:
-        lines += ["## Profile of twisted-chat during fanout-100", ""]
+        lines += [f"## Profile of {bench.args.profile_server} during fanout-100", ""]
         lines += [f"- {k}: {v}" for k, v in profile.items()]
         if "summary" in profile:
-            lines += ["", (RESULTS / "profile.md").read_text()]
+            lines += ["", Path(profile["summary"]).read_text()]
     return "\n".join(lines) + "\n"
 
 
@@ -831,6 +983,33 @@ def main() -> None:
     p.add_argument(
         "--profile", action="store_true", help="py-spy twisted-chat in fanout-100"
     )
+    p.add_argument(
+        "--profile-server",
+        default="twisted-chat",
+        help="the server --profile samples (e.g. twisted-chat@REV)",
+    )
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also run twisted-chat as it was at commit REV (git archive), "
+        "named twisted-chat@REV, in every scenario (repeatable)",
+    )
+    p.add_argument(
+        "--current",
+        metavar="REV",
+        help="run twisted-chat itself from commit REV, not from this tree "
+        "(which may hold others' uncommitted work)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also run twisted-chat with more options, named twisted-chat+NAME, "
+        "e.g. no-history=--no-history (repeatable; ARGS split on spaces)",
+    )
     args = p.parse_args()
 
     global RESULTS
@@ -841,6 +1020,33 @@ def main() -> None:
     if args.servers:
         wanted = args.servers.split(",")
         servers = [s for s in servers if s.name in wanted]
+    trees = RESULTS / "trees"
+    if args.current:
+        tree = export_revision(args.current, trees)
+        servers = [
+            twisted_chat(
+                sys.executable,
+                args.limits,
+                pythonpath=str(tree),
+                origin=f"this project at {tree.name} (git archive)",
+            )
+            if s.name == "twisted-chat"
+            else s
+            for s in servers
+        ]
+    baselines = []
+    for rev in args.baseline:
+        tree = export_revision(rev, trees)
+        baseline = twisted_chat(
+            sys.executable,
+            args.limits,
+            name=f"twisted-chat@{tree.name}",
+            pythonpath=str(tree),
+            origin=f"this project at {tree.name} (git archive)",
+        )
+        baselines.append(baseline.name)
+        at = next((i + 1 for i, s in enumerate(servers) if s.name == "twisted-chat"), 0)
+        servers.insert(at, baseline)
     plan = scenarios(args.quick, args.repeat)
     if args.window:
         plan = [
@@ -850,7 +1056,21 @@ def main() -> None:
     if args.scenarios:
         wanted = args.scenarios.split(",")
         plan = [s for s in plan if s.name in wanted]
+    current = next((s for s in servers if s.name == "twisted-chat"), None)
+    for spec in args.variant:
+        name, _, extra = spec.partition("=")
+        if current is None or not name:
+            raise SystemExit(f"--variant {spec!r}: needs NAME=ARGS and twisted-chat")
+        variant = replace(
+            current,
+            name=f"twisted-chat+{name}",
+            description=f"{current.description}, with {extra}",
+            argv=[*current.argv, *extra.split()],
+        )
+        servers.insert(servers.index(current) + 1, variant)
     env = environment(bench)
+    env["baselines"] = baselines
+    env["current"] = args.current
     print(
         f"load average {env['loadavg_at_start']}; RLIMIT_NOFILE {bench.nofile}; "
         f"server core {bench.server_core}, load generator core {bench.loadgen_core}"
@@ -865,7 +1085,9 @@ def main() -> None:
     started = time.monotonic()
     for scenario in plan:
         for rep in range(scenario.repeat):
-            for server in servers:
+            # Every other repetition runs the servers in the opposite order,
+            # so that none is always first after a change of scenario.
+            for server in servers if rep % 2 == 0 else servers[::-1]:
                 run = bench.run_one(server, scenario, rep)
                 bench.runs.append(run)
                 r = run.result
@@ -900,19 +1122,18 @@ def main() -> None:
 
     profile = None
     if args.profile:
-        ours = next((s for s in servers if s.name == "twisted-chat"), None)
+        ours = next((s for s in servers if s.name == args.profile_server), None)
         fan = next((s for s in plan if s.name == "fanout-100"), None)
         if ours and fan:
-            print("profiling twisted-chat under fanout-100 with py-spy ...", flush=True)
+            print(f"profiling {ours.name} under fanout-100 with py-spy ...", flush=True)
             profile = bench.profile(ours, fan)
             if "raw" in profile:
-                (RESULTS / "profile.md").write_text(
-                    summarize_profile(Path(profile["raw"]))
-                )
-                profile["summary"] = str(RESULTS / "profile.md")
+                summary_md = Path(profile["raw"]).with_suffix(".md")
+                summary_md.write_text(summarize_profile(Path(profile["raw"])))
+                profile["summary"] = str(summary_md)
 
     summary = summarize(bench.runs, servers, plan)
-    if source_fingerprint() != env["source_fingerprint"]:
+    if not args.current and source_fingerprint() != env["source_fingerprint"]:
         env["warning"] = (
             "twisted_chat/**/*.py changed during the run: its numbers mix versions"
         )

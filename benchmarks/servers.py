@@ -6,10 +6,12 @@ generator must know about its wire behaviour.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,12 +51,42 @@ class Server:
     greets: bool = False  # sends something to each new connection
     connect_concurrency: int = 64
     notes: list[str] = field(default_factory=list)
+    # Added to argv when a scenario has IRC clients, with {irc_port}; a
+    # server without them has no IRC front end.
+    irc_args: list[str] = field(default_factory=list)
+    # Put first on the server's PYTHONPATH (another commit's tree), if any.
+    pythonpath: str | None = None
 
-    def command(self, port: int, log: Path) -> list[str]:
-        return [arg.format(port=port, log=log) for arg in self.argv]
+    def command(self, port: int, log: Path, irc_port: int | None = None) -> list[str]:
+        argv = self.argv + (self.irc_args if irc_port is not None else [])
+        return [arg.format(port=port, log=log, irc_port=irc_port) for arg in argv]
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment: ours, with C{pythonpath} first if set."""
+        return server_env(self.pythonpath)
 
 
-def twistd_chat_help(python: str) -> str:
+def server_env(pythonpath: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
+    return env
+
+
+def neutral_directory() -> str:
+    """
+    A working directory with no twisted_chat in it: C{python -c} puts its
+    working directory first on sys.path, ahead of PYTHONPATH, so a checkout
+    there would shadow another commit's tree.
+    """
+    path = Path(tempfile.gettempdir()) / "twisted-chat-bench-cwd"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
+def twistd_chat_help(python: str, pythonpath: str | None = None) -> str:
     """The text of C{twistd chat --help} for this interpreter ('' if none)."""
     try:
         done = subprocess.run(
@@ -63,10 +95,63 @@ def twistd_chat_help(python: str) -> str:
             text=True,
             timeout=60,
             check=False,
+            env=server_env(pythonpath),
+            cwd=neutral_directory(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout
+
+
+def code_location(python: str, pythonpath: str | None = None) -> Path:
+    """Where a server started like ours imports twisted_chat from."""
+    done = subprocess.run(
+        [python, "-c", "import twisted_chat; print(twisted_chat.__file__)"],
+        env=server_env(pythonpath),
+        cwd=neutral_directory(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return Path(done.stdout.strip()).parent.parent
+
+
+def short_revision(rev: str, repo: Path = HERE.parent) -> str:
+    """C{rev} as git's short hash; SystemExit if git does not know it."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"git does not know {rev!r}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def export_revision(rev: str, into: Path, repo: Path = HERE.parent) -> Path:
+    """
+    The tree of commit C{rev}, exported (C{git archive REV | tar -x}) to a
+    fresh C{into/REV}; returns that folder.
+    """
+    short = short_revision(rev, repo)
+    dest = into / short
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    archive = subprocess.Popen(
+        ["git", "-C", str(repo), "archive", short], stdout=subprocess.PIPE
+    )
+    untar = subprocess.run(
+        ["tar", "-x", "-C", str(dest)], stdin=archive.stdout, check=False
+    )
+    assert archive.stdout is not None
+    archive.stdout.close()
+    if archive.wait(60) != 0 or untar.returncode != 0:
+        raise SystemExit(f"could not export {short} to {dest}")
+    return dest
 
 
 def parse_options(help_text: str) -> dict[str, str | None]:
@@ -92,12 +177,28 @@ def parse_options(help_text: str) -> dict[str, str | None]:
     return options
 
 
-def twisted_chat(python: str, limits: str) -> Server:
-    known = parse_options(twistd_chat_help(python))
+def twisted_chat(
+    python: str,
+    limits: str,
+    name: str = "twisted-chat",
+    pythonpath: str | None = None,
+    origin: str = "this project",
+) -> Server:
+    """
+    twisted-chat from the installed package, or (C{pythonpath}) from another
+    tree, with the options that version knows.
+    """
+    known = parse_options(twistd_chat_help(python, pythonpath))
     if not known:
         raise SystemExit(
             "twistd chat --help printed no options: is twisted-chat installed?"
         )
+    if pythonpath is not None:
+        found = code_location(python, pythonpath)
+        if found.resolve() != Path(pythonpath).resolve():
+            raise SystemExit(
+                f"{name}: twisted_chat imports from {found}, not {pythonpath}"
+            )
     args: list[str] = []
     described: list[str] = []
     if limits == "off":
@@ -108,12 +209,17 @@ def twisted_chat(python: str, limits: str) -> Server:
             else:
                 described.append(f"--{option}: not an option of this server version")
     for option, default in sorted(known.items()):
-        if option in ("help", "port", "version") or f"--{option}" in args:
+        if option in ("help", "port", "irc-port", "version") or f"--{option}" in args:
             continue
         described.append(f"--{option} left at the server default ({default})")
+    irc_args = (
+        ["--irc-port", "tcp:{irc_port}:interface=127.0.0.1"]
+        if "irc-port" in known
+        else []
+    )
     return Server(
-        name="twisted-chat",
-        description="twisted-chat (twistd -n chat), this project",
+        name=name,
+        description=f"twisted-chat (twistd -n chat), {origin}",
         argv=[
             python,
             "-c",
@@ -134,7 +240,15 @@ def twisted_chat(python: str, limits: str) -> Server:
         greets=True,
         notes=[
             "idle clients send '/join idle-K' (rooms of 100) on connecting",
+            *(
+                ["IRC scenarios: the same process listens on --irc-port too"]
+                if irc_args
+                else ["no --irc-port: IRC scenarios are skipped"]
+            ),
+            *([f"code: {pythonpath} first on PYTHONPATH"] if pythonpath else []),
         ],
+        irc_args=irc_args,
+        pythonpath=pythonpath,
     )
 
 
