@@ -63,7 +63,7 @@ from twisted_chat.cluster.wire import (
 from twisted_chat.core import events
 from twisted_chat.core.events import ErrorCode, NoticeCode
 from twisted_chat.core.fanout import LocalFanout
-from twisted_chat.core.interfaces import IChatClient, IFanout
+from twisted_chat.core.interfaces import IChatClient, IFanout, bound
 from twisted_chat.shared.rules import name_key
 
 
@@ -117,6 +117,9 @@ class RedisFanout:
     local_user: Callable[[str], IChatClient | None] = lambda nick: None
     refused: Callable[[IChatClient | None, object, str], None] | None = None
     lost: Callable[[str, int], None] | None = None
+    # Told of each room event delivered on this node, after its local
+    # members (the core: a kick or a topic from any node changes its state).
+    on_event: Callable[[str, object], None] | None = None
     _orders: dict[str, RoomOrder[object]] = field(factory=dict, init=False)
     _channels: dict[bytes, str] = field(factory=dict, init=False)
     _unbegun: set[str] = field(factory=set, init=False)
@@ -237,6 +240,8 @@ class RedisFanout:
         )
 
     def send(self, client: IChatClient, event: object) -> None:
+        # As the client is answering now, if it renders replies by request.
+        client = bound(client)
         self._after_publishes(lambda: self.local.send(client, event))
 
     def send_to(
@@ -415,6 +420,8 @@ class RedisFanout:
             return self._deliver_user_event(room, position, event)
         origin, ticket = self._claim_origin(event)
         self.local.publish(room, event, origin)
+        if self.on_event is not None:
+            self.on_event(room, event)
         if ticket is not None:
             self._done(ticket)
         return True

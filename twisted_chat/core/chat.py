@@ -18,16 +18,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from attrs import define, field
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from twisted_chat.core import events
 from twisted_chat.core.events import ErrorCode, NoticeCode
 from twisted_chat.core.fanout import LocalFanout
 from twisted_chat.core.history import RoomHistory
-from twisted_chat.core.interfaces import IChatClient, IFanout
+from twisted_chat.core.interfaces import IChatClient, IDirectory, IFanout, bound
 from twisted_chat.shared.commands import (
     Away,
     Command,
@@ -67,6 +69,11 @@ DEFAULT_ANNOUNCE_LIMIT = 500
 
 # How many names one Names reply holds.
 NAMES_LIMIT = 500
+
+# Lines of a room's history replayed on joining it, in a cluster.
+CLUSTER_REPLAY = 50
+
+_T = TypeVar("_T")
 
 
 class TimeSource(Protocol):
@@ -123,6 +130,10 @@ class User:
     connected: bool = True
     signon: float = 0.0
     last_active: float = 0.0
+    # In a cluster: the commands that wait while the directory answers one
+    # of this user's (a nickname claim, a join), and how many answers are
+    # awaited; None otherwise.
+    waiting: _Waiting | None = None
     source: events.Source = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -136,6 +147,14 @@ class User:
     def rename(self, nick: str) -> None:
         self.nick = nick
         self.source = events.Source(nick, self.username or nick, self.host)
+
+
+@define
+class _Waiting:
+    """A user's commands held until the directory answers."""
+
+    answers: int = 0
+    commands: list[Command] = field(factory=list)
 
 
 def _error(code: str, text: str, *args: str) -> events.Error:
@@ -169,11 +188,18 @@ class ChatServer:
     # The rooms' stored lines, if the server keeps them: replayed on
     # joining, shown by /history; rooms continue their sequence numbers.
     history: RoomHistory | None = None
+    # The directory of a cluster (nicknames and rooms across processes);
+    # L{None}: this process alone, answering from its own dicts.
+    directory: IDirectory | None = None
     users: dict[str, User] = field(factory=dict, init=False)
     rooms: dict[str, Room] = field(factory=dict, init=False)
     _guest_counter: int = field(default=0, init=False)
 
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        if self.directory is not None:
+            self.directory.watch(self)
 
     # Connection lifecycle
 
@@ -199,6 +225,8 @@ class ChatServer:
         """
         if user.registered or not user.connected:
             return False
+        if self.directory is not None:
+            return self._register_cluster(user, nick, username, join_default, realname)
         if nick is None:
             nick = self._new_guest_nick()
         else:
@@ -208,13 +236,18 @@ class ChatServer:
                 return False
         user.username = username
         user.realname = realname
+        self._registered(user, nick, join_default, user.client)
+        return True
+
+    def _registered(
+        self, user: User, nick: str, join_default: bool, client: IChatClient
+    ) -> None:
         user.rename(nick)
         user.registered = True
         self.users[name_key(nick)] = user
-        self.tell(user, events.Welcome(nick))
+        self.fanout.send(client, events.Welcome(nick))
         if join_default:
             self._join(user, self.default_room)
-        return True
 
     def connect(self, client: IChatClient, host: str = "") -> User:
         """
@@ -245,6 +278,8 @@ class ChatServer:
         for room in rooms:
             self._remove_member(user, room)
         user.current = None
+        if self.directory is not None:
+            self.directory.release(user.nick)
         if announced:
             now = self.clock.seconds()
             event = events.Quit(
@@ -323,9 +358,16 @@ class ChatServer:
 
     def execute(self, user: User, command: Command) -> None:
         """Carry out one parsed command for a registered C{user}."""
-        if not user.connected or not user.registered:
+        if not user.connected:
+            return
+        if user.waiting is not None:
+            user.waiting.commands.append(command)
+            return
+        if not user.registered:
             return
         user.last_active = self.clock.seconds()
+        if self.directory is not None and self._cluster_command(user, command):
+            return
         match command:
             case Say(text, room):
                 self._say(user, room, text, events.Message)
@@ -481,6 +523,10 @@ class ChatServer:
         if problem is not None:
             self.tell(user, problem)
             return
+        self._renamed(user, new, user.client)
+
+    def _renamed(self, user: User, new: str, client: IChatClient | None) -> None:
+        """C{user} is now called C{new}: tell their rooms (and C{client})."""
         old, old_key, new_key = user.nick, name_key(user.nick), name_key(new)
         source = user.source
         del self.users[old_key]
@@ -499,10 +545,13 @@ class ChatServer:
             new,
             tuple((room.name, room.next_seq()) for room in rooms),
         )
-        self.fanout.publish_user_event([room.key for room in rooms], event, user.client)
+        self.fanout.publish_user_event([room.key for room in rooms], event, client)
         self.log.info("{old} is now known as {new}", old=old, new=new)
 
     def _join(self, user: User, typed: str) -> None:
+        if self.directory is not None:
+            self._join_cluster(user, typed)
+            return
         name = normalize_room(typed)
         problem = room_error(name)
         if problem is not None:
@@ -600,6 +649,8 @@ class ChatServer:
         self._remove_member(user, room)
 
     def _remove_member(self, user: User, room: Room) -> None:
+        if self.directory is not None and room.key in user.rooms:
+            self.directory.part(room.name, user.nick)
         self.fanout.unsubscribe(room.key, user.client)
         room.members.pop(name_key(user.nick), None)
         room.operators.discard(user)
@@ -842,3 +893,561 @@ class ChatServer:
         """The users in C{room}, in joining order (empty if no such room)."""
         found = self.rooms.get(name_key(normalize_room(room)))
         return list(found.members.values()) if found else []
+
+    # A cluster: the same commands, asking the directory (see IDirectory).
+    # Each question holds the user's later commands until it is answered,
+    # so they keep their order; an answer that came at once runs at once.
+
+    def _after(
+        self,
+        user: User,
+        asked: Deferred[_T],
+        then: Callable[[_T], None],
+        client: IChatClient,
+    ) -> None:
+        """Run C{then} with the directory's answer, holding C{user}'s commands."""
+        waiting = user.waiting
+        if waiting is None:
+            waiting = user.waiting = _Waiting()
+        waiting.answers += 1
+
+        def failed(failure: Failure) -> None:
+            self.log.info(
+                "the directory did not answer for {nick}: {why}",
+                nick=user.nick,
+                why=failure.getErrorMessage(),
+            )
+            if user.connected:
+                self.fanout.send(client, self._unavailable())
+
+        def answered(result: _T) -> None:
+            if user.connected:
+                then(result)
+
+        asked.addCallbacks(answered, failed).addErrback(
+            lambda failure: self.log.failure("after the directory", failure)
+        ).addBoth(lambda _: self._answered(user))
+
+    def _answered(self, user: User) -> None:
+        waiting = user.waiting
+        if waiting is None:
+            return
+        waiting.answers -= 1
+        if waiting.answers > 0:
+            return
+        user.waiting = None
+        commands = waiting.commands
+        for i, command in enumerate(commands):
+            self.execute(user, command)
+            if user.waiting is not None:
+                user.waiting.commands.extend(commands[i + 1 :])
+                return
+
+    def _unavailable(self) -> events.Error:
+        why = self.directory.why if self.directory is not None else ""
+        return _error(
+            ErrorCode.UNAVAILABLE,
+            f"The chat is degraded ({why}): nothing was changed. Try again shortly.",
+        )
+
+    def _info(self, user: User, nick: str | None = None) -> events.Whois:
+        """What the directory keeps of C{user} (for WHOIS elsewhere)."""
+        nick = nick or user.nick
+        return events.Whois(
+            nick,
+            user.username or nick,
+            user.host,
+            tuple(room.name for room in user.rooms.values()),
+            user.away,
+            0.0,
+            user.signon,
+            user.realname or nick,
+            tuple(room.name for room in user.rooms.values() if user in room.operators),
+        )
+
+    def _member(self, user: User, room: Room) -> events.Member:
+        return events.Member(
+            user.nick,
+            user in room.operators,
+            user.username or user.nick,
+            user.host,
+            user.away is not None,
+        )
+
+    def _register_cluster(
+        self,
+        user: User,
+        nick: str | None,
+        username: str,
+        join_default: bool,
+        realname: str,
+    ) -> bool:
+        assert self.directory is not None
+        client = bound(user.client)
+        if not self.directory.connected:
+            self.fanout.send(client, self._unavailable())
+            self._in_order(user.client.disconnect, "the chat is degraded")
+            return False
+        if nick is not None:
+            problem = self._nick_problem(nick)
+            if problem is not None:
+                self.fanout.send(client, problem)
+                return False
+        user.username = username
+        user.realname = realname
+        directory = self.directory
+        asked: Deferred[Any]
+        if nick is None:
+            asked = directory.guest(lambda guest: self._info(user, guest))
+        else:
+            asked = directory.claim(nick, self._info(user, nick))
+
+        def claimed(result: Any) -> None:
+            name = result if isinstance(result, str) else nick
+            if not result or name is None:
+                self.fanout.send(
+                    client,
+                    _error(
+                        ErrorCode.NICK_IN_USE,
+                        f"The nickname {nick} is taken; choose another.",
+                        nick or "",
+                    ),
+                )
+                return
+            if user.registered or name_key(name) in self.users:
+                directory.release(name)
+                return
+            self._registered(user, name, join_default, client)
+
+        def gone(result: Any) -> Any:
+            # Disconnected while the claim was on its way: free the name.
+            if not user.connected and result:
+                directory.release(result if isinstance(result, str) else nick or "")
+            return result
+
+        self._after(user, asked.addCallback(gone), claimed, client)
+        return user.registered
+
+    def _cluster_command(self, user: User, command: Command) -> bool:
+        """Carry out C{command} through the directory, if it needs it."""
+        directory = self.directory
+        assert directory is not None
+        changes = isinstance(command, Nick | Join | Part | PartAll | Kick) or (
+            isinstance(command, Topic) and command.text is not None
+        )
+        if changes and not directory.connected:
+            self.tell(user, self._unavailable())
+            return True
+        match command:
+            case Nick(name):
+                self._nick_cluster(user, name)
+            case Topic(room, text):
+                self._topic_cluster(user, room, text)
+            case Kick(room, nick, reason):
+                self._kick_cluster(user, room, nick, reason)
+            case Whois(nick):
+                self._whois_cluster(user, nick)
+            case Rooms():
+                client = bound(user.client)
+                self._after(
+                    user,
+                    directory.rooms(),
+                    lambda rooms: self.fanout.send(
+                        client,
+                        events.RoomList(tuple(rooms)),
+                    ),
+                    client,
+                )
+            case Who(room):
+                self._who_cluster(user, room)
+            case Msg(nick, text, kind) if name_key(nick) not in self.users:
+                self._msg_cluster(user, nick, text, kind)
+            case Notice(target, text) if (
+                not target.startswith("#") and name_key(target) not in self.users
+            ):
+                self._msg_cluster(user, target, text, "notice")
+            case History():
+                self._history_cluster(user, command)
+            case Away(message):
+                self._away(user, message)
+                directory.update(self._info(user))
+                for joined in user.rooms.values():
+                    directory.update_member(joined.name, self._member(user, joined))
+            case _:
+                return False
+        return True
+
+    def _nick_cluster(self, user: User, new: str) -> None:
+        assert self.directory is not None
+        if new == user.nick:
+            self.tell(
+                user, _notice(NoticeCode.ALREADY_NICK, f"You are already {new}.", new)
+            )
+            return
+        problem = self._nick_problem(new, user)
+        if problem is not None:
+            self.tell(user, problem)
+            return
+        directory = self.directory
+        client = bound(user.client)
+        old = user.nick
+
+        def renamed(ok: bool) -> None:
+            if not ok:
+                self.fanout.send(
+                    client,
+                    _error(
+                        ErrorCode.NICK_IN_USE,
+                        f"The nickname {new} is taken; choose another.",
+                        new,
+                    ),
+                )
+                return
+            self._cluster_renamed(user, old, new, client)
+
+        self._after(
+            user, directory.rename(old, new, self._info(user, new)), renamed, client
+        )
+
+    def _cluster_renamed(
+        self, user: User, old: str, new: str, client: IChatClient | None
+    ) -> None:
+        """The directory gave C{user} the name C{new}: rename them here."""
+        assert self.directory is not None
+        for room in user.rooms.values():
+            self.directory.part(room.name, old)
+        self._renamed(user, new, client)
+        for room in user.rooms.values():
+            self.directory.join(room.name, self._member(user, room)).addErrback(
+                lambda _: None
+            )
+
+    def _join_cluster(self, user: User, typed: str) -> None:
+        assert self.directory is not None
+        directory = self.directory
+        name = normalize_room(typed)
+        problem = room_error(name)
+        if problem is not None:
+            self.tell(user, _error(ErrorCode.BAD_ROOM_NAME, problem, name))
+            return
+        key = name_key(name)
+        room = user.rooms.get(key)
+        if room is not None:
+            if room is user.current:
+                self.tell(
+                    user,
+                    _notice(
+                        NoticeCode.ALREADY_IN_ROOM,
+                        f"You are already in #{room.name}.",
+                        room.name,
+                    ),
+                )
+            else:
+                self._make_current(user, room)
+                self.tell(user, events.CurrentRoom(room.name))
+            return
+        if not directory.connected:
+            self.tell(user, self._unavailable())
+            return
+        client = bound(user.client)
+        member = events.Member(
+            user.nick,
+            False,
+            user.username or user.nick,
+            user.host,
+            user.away is not None,
+        )
+
+        def joined(empty: bool) -> None:
+            if key in user.rooms:
+                return
+            room = self.rooms.get(key)
+            if room is None:
+                room = self.rooms[key] = Room(name, created=self.clock.seconds())
+            if empty:
+                room.operators.add(user)
+                directory.update_member(room.name, self._member(user, room))
+            room.members[name_key(user.nick)] = user
+            user.rooms[key] = room
+            directory.update(self._info(user))
+            self._make_current(user, room, subscribe=True)
+            event = events.Joined(room.name, 0, self.clock.seconds(), user.source)
+            self.fanout.publish(room.key, event, user.client)
+            self._after(
+                user,
+                _gather(
+                    directory.topic(room.name),
+                    directory.names(room.name, NAMES_LIMIT),
+                    directory.recent(room.key, CLUSTER_REPLAY),
+                ),
+                lambda answers: self._joined_cluster(room, client, *answers),
+                client,
+            )
+
+        self._after(user, directory.join(name, member), joined, client)
+
+    def _joined_cluster(
+        self, room: Room, client: IChatClient, topic: Any, names: Any, recent: Any
+    ) -> None:
+        """What a user who just joined C{room} is told: topic, names, history."""
+        if topic.topic:
+            self.fanout.send(client, topic)
+        members, total = names
+        self.fanout.send(client, events.Names(room.name, members, total, True))
+        stored = tuple(e for e in recent if isinstance(e, events.STORED_EVENTS))
+        if stored:
+            self.fanout.send(client, events.History(room.name, stored))
+
+    def _topic_cluster(self, user: User, typed: str | None, text: str | None) -> None:
+        assert self.directory is not None
+        if text is None:
+            if typed is None:
+                room = user.current
+                if room is None:
+                    self._target_room(user, None)
+                    return
+                name = room.name
+            else:
+                name = normalize_room(typed)
+            client = bound(user.client)
+            self._after(
+                user,
+                self.directory.topic(name),
+                lambda topic: self.fanout.send(client, topic),
+                client,
+            )
+            return
+        self._topic(user, typed, text)
+        room = self._target_room(user, typed) if typed is not None else user.current
+        if room is not None and user in room.operators:
+            self.directory.set_topic(
+                room.name, room.topic, room.topic_by, room.topic_at
+            )
+
+    def _kick_cluster(
+        self, user: User, typed: str | None, nick: str, reason: str | None
+    ) -> None:
+        assert self.directory is not None
+        room = self._target_room(user, typed)
+        if room is None:
+            return
+        if user not in room.operators:
+            self.tell(
+                user,
+                _error(
+                    ErrorCode.NOT_OPERATOR,
+                    f"Only an operator of #{room.name} can kick.",
+                    room.name,
+                ),
+            )
+            return
+        client = bound(user.client)
+
+        def found(whois: Any) -> None:
+            if whois is None:
+                self.fanout.send(client, _no_such_nick(nick))
+                return
+            if name_key(room.name) not in {name_key(r) for r in whois.rooms}:
+                self.fanout.send(
+                    client,
+                    _error(
+                        ErrorCode.USER_NOT_IN_ROOM,
+                        f"{nick} is not in #{room.name}.",
+                        nick,
+                        room.name,
+                    ),
+                )
+                return
+            # Every node (this one too) takes the target out of the room
+            # when the kick is delivered there: see room_event.
+            event = events.Kicked(
+                room.name,
+                0,
+                self.clock.seconds(),
+                user.source,
+                whois.nick,
+                reason or user.nick,
+            )
+            self.fanout.publish(room.key, event, user.client)
+
+        self._after(user, self.directory.whois(nick), found, client)
+
+    def _whois_cluster(self, user: User, nick: str) -> None:
+        assert self.directory is not None
+        client = bound(user.client)
+        local = self.users.get(name_key(nick))
+        if local is not None:
+            self._whois(user, nick)
+            return
+
+        def found(whois: Any) -> None:
+            self.fanout.send(
+                client, whois if whois is not None else _no_such_nick(nick)
+            )
+
+        self._after(user, self.directory.whois(nick), found, client)
+
+    def _who_cluster(self, user: User, typed: str | None) -> None:
+        assert self.directory is not None
+        if typed is None:
+            name = user.current.name if user.current is not None else self.default_room
+        else:
+            name = normalize_room(typed)
+        client = bound(user.client)
+
+        def answer(names: Any) -> None:
+            members, total = names
+            if not total:
+                self.fanout.send(client, self._no_such_room(name))
+                return
+            self.fanout.send(client, events.Names(name, members, total))
+
+        self._after(user, self.directory.names(name, NAMES_LIMIT), answer, client)
+
+    def _msg_cluster(self, user: User, nick: str, text: str, kind: str) -> None:
+        assert self.directory is not None
+        directory = self.directory
+        client = bound(user.client)
+        if not directory.connected:
+            self.fanout.send(client, self._unavailable())
+            return
+
+        def found(whois: Any) -> None:
+            if whois is None:
+                self.fanout.send(client, _no_such_nick(nick))
+                return
+            message = events.PrivateMessage(
+                self.clock.seconds(), user.source, whois.nick, text, kind
+            )
+            self.fanout.send(client, message)
+            directory.send_to(
+                whois.nick, message, user.nick, _no_such_nick(whois.nick)
+            ).addErrback(lambda _: False).addCallback(sent, whois)
+
+        def sent(ok: bool, whois: Any) -> None:
+            if not ok:
+                self.fanout.send(client, _no_such_nick(nick))
+            elif whois.away is not None and kind != "notice":
+                self.fanout.send(
+                    client,
+                    _notice(
+                        NoticeCode.AWAY,
+                        f"{whois.nick} is away: {whois.away}",
+                        whois.nick,
+                        whois.away,
+                    ),
+                )
+
+        self._after(user, directory.whois(nick), found, client)
+
+    def _history_cluster(self, user: User, command: History) -> None:
+        assert self.directory is not None
+        room = self._target_room(user, command.room)
+        if room is None:
+            return
+        client = bound(user.client)
+        count = command.count or CLUSTER_REPLAY
+        current = room is user.current
+
+        def answer(recent: list[object]) -> None:
+            stored = tuple(e for e in recent if isinstance(e, events.STORED_EVENTS))
+            self.fanout.send(client, events.History(room.name, stored, True, current))
+
+        self._after(user, self.directory.recent(room.key, count), answer, client)
+
+    # What the directory tells a core (see IDirectory.watch)
+
+    def cluster_degraded(self, why: str) -> None:
+        """The cluster cannot take changes: tell every user."""
+        notice = _notice(
+            NoticeCode.DEGRADED,
+            f"The chat is degraded ({why}): new lines are refused until it is back.",
+            why,
+        )
+        for user in list(self.users.values()):
+            self.fanout.send(user.client, notice)
+
+    def cluster_recovered(self) -> None:
+        """The cluster works again: tell every user."""
+        notice = _notice(NoticeCode.RECOVERED, "The chat works normally again.")
+        for user in list(self.users.values()):
+            self.fanout.send(user.client, notice)
+
+    def nick_lost(self, nick: str) -> None:
+        """Another node took C{nick} meanwhile: its user here becomes a guest."""
+        user = self.users.get(name_key(nick))
+        if user is None or self.directory is None:
+            return
+        directory = self.directory
+        client = user.client
+
+        def renamed(guest: str) -> None:
+            if self.users.get(name_key(nick)) is not user:
+                directory.release(guest)
+                return
+            self._cluster_renamed(user, nick, guest, client)
+            self.tell(
+                user,
+                _notice(
+                    NoticeCode.NICK_LOST,
+                    f"Your nickname {nick} was taken while the chat was degraded; "
+                    f"you are {guest} now.",
+                    nick,
+                    guest,
+                ),
+            )
+
+        self._after(
+            user,
+            directory.guest(lambda guest: self._info(user, guest)),
+            renamed,
+            client,
+        )
+
+    def reaped(self, members: list[tuple[str, events.Member]]) -> None:
+        """Members of a dead node left their rooms: their rooms see them quit."""
+        rooms: dict[str, list[str]] = {}
+        sources: dict[str, events.Source] = {}
+        for room, member in members:
+            key = name_key(member.nick)
+            rooms.setdefault(key, []).append(room)
+            sources[key] = events.Source(member.nick, member.user, member.host)
+        now = self.clock.seconds()
+        for key, names in rooms.items():
+            event = events.Quit(
+                now, sources[key], "node lost", tuple((name, 0) for name in names)
+            )
+            self.fanout.publish_user_event(
+                [name_key(name) for name in names], event, None
+            )
+
+    def room_event(self, key: str, event: object) -> None:
+        """
+        A room event was delivered here (from any node): kicks and topics
+        change what this node keeps.
+        """
+        room = self.rooms.get(key)
+        if room is None:
+            return
+        if isinstance(event, events.Kicked):
+            target = room.members.get(name_key(event.target))
+            if target is None:
+                return
+            was_current = room is target.current
+            self._remove_member(target, room)
+            if self.directory is not None:
+                self.directory.update(self._info(target))
+            if was_current:
+                self._after_leaving_current(target)
+        elif isinstance(event, events.TopicChanged):
+            room.topic, room.topic_by, room.topic_at = (
+                event.topic,
+                event.source.nick,
+                event.time,
+            )
+
+
+def _gather(*asked: Deferred[Any]) -> Deferred[list[Any]]:
+    from twisted.internet.defer import gatherResults
+
+    return gatherResults(list(asked), consumeErrors=True)

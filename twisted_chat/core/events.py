@@ -365,6 +365,8 @@ class NoticeCode:
     GOODBYE = "goodbye"  # your session ends: (reason,)
     SHUTDOWN = "shutdown"  # the server is stopping: (reason,)
     DEGRADED = "degraded"  # the chat cannot deliver for now: (why,)
+    RECOVERED = "recovered"  # the chat delivers again after being degraded: ()
+    NICK_LOST = "nick_lost"  # your nickname was taken meanwhile: (old, new)
 
 
 class ErrorCode:

@@ -11,9 +11,12 @@ pub/sub) is another implementation of L{IFanout}.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
+
+from twisted_chat.core.events import Member, RoomInfo, Topic, Whois
 
 
 class IRenderer(Interface):
@@ -149,3 +152,88 @@ class IFanout(Interface):
         End an event: when the outermost L{hold} is released, deliver
         everything that was buffered.
         """
+
+
+class IDirectory(Interface):
+    """
+    Who is called what, and in which rooms, across every process of one
+    chat: the seam to a cluster (Redis), which answers later, so every
+    question returns a L{Deferred}.  Without one, L{ChatServer} keeps its
+    directory in its own dicts and answers at once.
+
+    C{info} values are L{twisted_chat.core.events.Whois} snapshots of a user
+    of this process (C{idle} is ignored); room names are display names.
+    """
+
+    connected = Attribute("Whether the cluster takes changes now (not degraded).")
+    why = Attribute("Why it does not, when it does not: a few words.")
+
+    def watch(observer: object) -> None:
+        """
+        Tell C{observer} (the core) what happens elsewhere:
+        C{cluster_degraded(why)}, C{cluster_recovered()}, C{nick_lost(nick)},
+        C{reaped(members)} (a list of (room, L{Member}) of dead processes),
+        and C{room_event(room_key, event)} after each room event is
+        delivered here.
+        """
+
+    def claim(nick: str, info: Whois) -> Deferred[bool]:
+        """Take C{nick} for a user of this process: whether it is theirs now."""
+
+    def guest(info: Callable[[str], Whois]) -> Deferred[str]:
+        """A guest name nobody has anywhere, claimed for a user of this process."""
+
+    def rename(old: str, new: str, info: Whois) -> Deferred[bool]:
+        """Claim C{new}, then free C{old}: whether C{new} is the user's now."""
+
+    def release(nick: str) -> None:
+        """A user of this process called C{nick} left: free the name."""
+
+    def update(info: Whois) -> None:
+        """New details of a user of this process (away, rooms)."""
+
+    def join(room: str, member: Member) -> Deferred[bool]:
+        """A user of this process joined C{room}: whether it was empty before."""
+
+    def part(room: str, nick: str) -> None:
+        """A user of this process left C{room}."""
+
+    def update_member(room: str, member: Member) -> None:
+        """New details of a member of this process (operator, away)."""
+
+    def names(room: str, limit: int) -> Deferred[tuple[tuple[Member, ...], int]]:
+        """The first C{limit} members of C{room} in joining order, and how many."""
+
+    def rooms() -> Deferred[list[RoomInfo]]:
+        """Every room with members anywhere, as RoomInfo values, by name."""
+
+    def whois(nick: str) -> Deferred[Whois | None]:
+        """What WHOIS shows of the user called C{nick}, or L{None}."""
+
+    def topic(room: str) -> Deferred[Topic]:
+        """C{room}'s topic, as a Topic value."""
+
+    def set_topic(room: str, topic: str, by: str, at: float) -> None:
+        """C{room}'s topic changed."""
+
+    def send_to(
+        nick: str, event: object, sender_nick: str, bounce: object
+    ) -> Deferred[bool]:
+        """
+        Deliver a reply to the user called C{nick}, wherever they are:
+        whether someone took it (C{bounce} goes back to C{sender_nick} if
+        the user turns out to have gone).
+        """
+
+    def recent(room: str, count: int) -> Deferred[list[object]]:
+        """The room's last C{count} stored events, oldest first."""
+
+
+def bound(client: IChatClient) -> IChatClient:
+    """
+    C{client} as it is answering now: a front end whose rendering of a
+    reply depends on the request it answers (IRC) offers C{bound()}, and
+    what answers later (a cluster) replies through it.
+    """
+    capture = getattr(client, "bound", None)
+    return client if capture is None else capture()

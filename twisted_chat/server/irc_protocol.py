@@ -238,9 +238,61 @@ class IRCProtocol(Connection):
         return (self.factory.renderer, session.server_time, session.echo_message)
 
     def reply(self, event: object) -> None:
+        self._reply_in(event, self._context)
+
+    def bound(self) -> _Answering:
+        """
+        This connection as it is answering now: a reply given to it later
+        (by a cluster's directory) is rendered for the same request.
+        """
+        return _Answering(self, self._context)
+
+    def _reply_in(self, event: object, context: Context | None) -> None:
+        user = self.user
+        if user is not None and user.registered and user.nick != self.session.nick:
+            # Renamed by the core later than the NICK (a cluster's claim).
+            self.session.nick_changed(user.nick)
         self._carry_out(
-            self.session.reply_received(event, self._context)  # type: ignore[arg-type]
+            self.session.reply_received(event, context)  # type: ignore[arg-type]
         )
+        if (
+            context == REGISTER
+            and self._context != REGISTER
+            and user is not None
+            and user.registered
+            and self.state == "registering"
+        ):
+            # Registered later than the NICK and USER (a cluster's claim).
+            self.registered()
+            self.log.info(
+                "{peer} registered as {nick} (IRC)", peer=self.peer, nick=user.nick
+            )
+
+
+class _Answering:
+    """An L{IRCProtocol} answering one request (see L{IRCProtocol.bound})."""
+
+    __slots__ = ("connection", "context")
+
+    def __init__(self, connection: IRCProtocol, context: Context | None) -> None:
+        self.connection = connection
+        self.context = context
+
+    @property
+    def peer(self) -> str:
+        return self.connection.peer
+
+    def view(self, current: bool) -> View:
+        return self.connection.view(current)
+
+    def send(self, data: bytes) -> None:
+        self.connection.send(data)
+
+    def reply(self, event: object) -> None:
+        self.connection._reply_in(event, self.context)
+
+    def disconnect(self, reason: str) -> None:
+        self.connection.disconnect(reason)
 
 
 class IRCFactory(ConnectionFactory):
