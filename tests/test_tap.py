@@ -38,6 +38,15 @@ from twisted_chat.server.listen import (
 from twisted_chat.server.service import SHUTDOWN_GRACE, ChatService
 from twisted_chat.server.tap import Options, endpoint_description, makeService
 
+# The cluster's options (--redis): off by default.
+CLUSTER_DEFAULTS: dict[str, Any] = {
+    "redis": None,
+    "redis-prefix": "chat:",
+    "redis-history-lines": 1000,
+    "redis-history-days": 30.0,
+    "redis-nick-ttl": 20,
+}
+
 DEFAULTS: dict[str, Any] = {
     "port": ["tcp:10001"],
     "irc-port": [],
@@ -54,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "announce-limit": DEFAULT_ANNOUNCE_LIMIT,
     "ping-interval": DEFAULT_PING_INTERVAL,
     **HISTORY_DEFAULTS,
+    **CLUSTER_DEFAULTS,
 }
 
 
@@ -101,6 +111,7 @@ class OptionsTests(SynchronousTestCase):
                 "irc-port": ["6667"],
                 "ping-interval": 30.0,
                 **HISTORY_DEFAULTS,
+                **CLUSTER_DEFAULTS,
                 "backlog": 7,
                 "max-line-length": 100,
                 "flood-burst": 3,
@@ -181,10 +192,16 @@ class OptionsTests(SynchronousTestCase):
             "flood-rate": seconds,
             "idle-timeout": seconds,
             "ping-interval": seconds,
+            "redis-history-lines": positive,
+            "redis-history-days": ["0", "-1", "x"],
+            "redis-nick-ttl": ["1", "0", "x"],
         }
         self.assertEqual(
             sorted(bad),
-            sorted(set(DEFAULTS) - {"port", "irc-port", *HISTORY_DEFAULTS}),
+            sorted(
+                set(DEFAULTS)
+                - {"port", "irc-port", "redis", "redis-prefix", *HISTORY_DEFAULTS}
+            ),
         )
         for name, values in bad.items():
             for value in values:
@@ -622,3 +639,48 @@ class ChatServiceTests(SynchronousTestCase):
         del a, b, d
         gc.collect()
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class RedisOptionTests(SynchronousTestCase):
+    """--redis and its companions."""
+
+    def test_redis(self) -> None:
+        """--redis and the cluster's options are parsed into the options."""
+        options = parse(
+            "--redis=redis://:pw@127.0.0.1:6380/2",
+            "--redis-prefix=c2:",
+            "--redis-history-lines=50",
+            "--redis-history-days=2",
+            "--redis-nick-ttl=4",
+        )
+        self.assertEqual(
+            {key: options[key] for key in CLUSTER_DEFAULTS},
+            {
+                "redis": "redis://:pw@127.0.0.1:6380/2",
+                "redis-prefix": "c2:",
+                "redis-history-lines": 50,
+                "redis-history-days": 2.0,
+                "redis-nick-ttl": 4,
+            },
+        )
+
+    def test_bad_url(self) -> None:
+        """A --redis URL that names no Redis is one usage error that says why."""
+        with self.assertRaises(UsageError) as raised:
+            parse("--redis=http://example.com/")
+        self.assertIn("--redis http://example.com/", str(raised.exception))
+
+    def test_cluster_service(self) -> None:
+        """With --redis, the chat has the cluster's directory and fan-out."""
+        from twisted_chat.cluster.fanout import RedisFanout
+        from twisted_chat.cluster.seam import ClusterDirectory
+        from twisted_chat.server.tap import ClusterService
+
+        reactor = MemoryReactorClock()
+        top = makeService(parse("--redis=redis://127.0.0.1:6390/0"), reactor)
+        services = list(top)  # type: ignore[call-overload]
+        self.assertIsInstance(services[0], ClusterService)
+        chat = services[1].delivery.chat
+        self.assertIsInstance(chat.directory, ClusterDirectory)
+        self.assertIsInstance(chat.fanout, RedisFanout)
+        self.assertIsNone(chat.history)

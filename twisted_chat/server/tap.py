@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.python import usage
 
@@ -98,7 +99,11 @@ class Options(usage.Options):
         "and may be given more than once; the default is " + DEFAULT_PORT + ". "
         "--irc-port takes the same and listens for IRC clients (none by "
         "default; ssl:6697:... for IRC over TLS); IRC and line-protocol users "
-        "share the rooms and the limits. A limit of 0 means no limit."
+        "share the rooms and the limits. A limit of 0 means no limit. "
+        "--redis redis://[:password@]host:port/db (or rediss://..., or a UNIX "
+        "socket path) makes this process one node of a cluster: every node on "
+        "the same Redis serves one chat, and the history is each room's Redis "
+        "stream (--database is then ignored)."
     )
 
     optParameters = [
@@ -136,6 +141,25 @@ class Options(usage.Options):
          "quits (0: always announce).", _count],
     ]  # fmt: skip
     optParameters += HISTORY_PARAMETERS
+    optParameters += [
+        ["redis", None, None,
+         "Run as one node of a cluster on this Redis: "
+         "redis://[:password@]host[:port][/db], rediss://... (TLS), or a UNIX "
+         "socket path. History then lives in Redis and --database is ignored."],
+        ["redis-prefix", None, "chat:",
+         "Prefix of every Redis key of the cluster (clusters sharing a Redis "
+         "use different ones)."],
+        ["redis-history-lines", None, 1000,
+         "Cluster: events kept in each room's Redis stream (its history).",
+         _positive],
+        ["redis-history-days", None, 30.0,
+         "Cluster: days a room's stream is kept after its last event.",
+         _number(float, 0.001)],
+        ["redis-nick-ttl", None, 20,
+         "Cluster: seconds a dead node's nicknames stay taken (its members "
+         "leave their rooms within this and a quarter more; refreshed every "
+         "quarter of it).", _number(int, 2)],
+    ]  # fmt: skip
     optFlags = HISTORY_FLAGS
 
     def __init__(self) -> None:
@@ -161,6 +185,13 @@ class Options(usage.Options):
         for port in self["irc-port"]:
             description = endpoint_description(port, self["backlog"])
             check_description(description, port, "--irc-port")
+        if self["redis"] is not None:
+            from twisted_chat.cluster.address import BadRedisAddress, parse_redis_url
+
+            try:
+                parse_redis_url(self["redis"])
+            except BadRedisAddress as e:
+                raise usage.UsageError(f"--redis {self['redis']}: {e}") from None
 
     def limits(self) -> Limits:
         """The L{Limits} these options ask for."""
@@ -188,15 +219,18 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         reactor = cast(IReactorCore, default_reactor)
     limits = options.limits()
     top = MultiService()
-    history = history_from_options(options, reactor)
-    chat = ChatServer(
-        fanout=history.fanout,
-        history=history.history,
-        announce_limit=options["announce-limit"],
-    )
-    if history.service is not None:
-        # First: the store is open before anything else starts.
-        history.service.setServiceParent(top)
+    if options["redis"] is not None:
+        chat = _cluster_chat(options, reactor, top)
+    else:
+        history = history_from_options(options, reactor)
+        chat = ChatServer(
+            fanout=history.fanout,
+            history=history.history,
+            announce_limit=options["announce-limit"],
+        )
+        if history.service is not None:
+            # First: the store is open before anything else starts.
+            history.service.setServiceParent(top)
     delivery = Delivery(chat, limits, cast(IReactorTime, reactor))
     factory = ChatFactory(chat, delivery=delivery)
     irc = IRCFactory(
@@ -215,3 +249,50 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         description = endpoint_description(port, options["backlog"])
         ListenService(reactor, description, irc, label=port).setServiceParent(top)
     return top
+
+
+class ClusterService(Service):
+    """Connects a cluster node when the server starts; on stop, releases its
+    names and memberships and disconnects (after the users were told)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def startService(self) -> None:
+        super().startService()
+        self.node.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        d: Deferred[None] = self.node.stop()
+        return d
+
+
+def _cluster_chat(
+    options: Options, reactor: IReactorCore, top: MultiService
+) -> ChatServer:
+    """The chat of one node of the cluster on C{--redis}."""
+    # Imported here, not at the top: txredisapi imports the global reactor,
+    # which must be the one twistd installs.
+    from twisted_chat.cluster.node import ClusterNode
+    from twisted_chat.cluster.seam import ClusterDirectory
+
+    ttl = options["redis-nick-ttl"]
+    clock = cast(IReactorTime, reactor)
+    node = ClusterNode.from_url(
+        options["redis"],
+        reactor,
+        clock,
+        prefix=options["redis-prefix"],
+        maxlen=options["redis-history-lines"],
+        ttl=max(1, int(options["redis-history-days"] * 86_400)),
+        directory_options={"ttl": ttl, "heartbeat_interval": ttl / 4},
+    )
+    chat = ChatServer(
+        fanout=node.fanout,
+        directory=ClusterDirectory(node, clock),
+        announce_limit=options["announce-limit"],
+    )
+    # First: stopped last, after every user was told.
+    ClusterService(node).setServiceParent(top)
+    return chat
