@@ -1114,13 +1114,14 @@ class ChatServer:
     ) -> None:
         """The directory gave C{user} the name C{new}: rename them here."""
         assert self.directory is not None
-        for room in user.rooms.values():
-            self.directory.part(room.name, old)
         self._renamed(user, new, client)
+        # The new name joins before the old one leaves: the node never looks
+        # memberless in the room (which would stop its members being reaped).
         for room in user.rooms.values():
             self.directory.join(room.name, self._member(user, room)).addErrback(
                 lambda _: None
             )
+            self.directory.part(room.name, old)
 
     def _join_cluster(self, user: User, typed: str) -> None:
         assert self.directory is not None
