@@ -11,6 +11,7 @@ from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
 from tests.redis_helpers import RedisServer, global_reactor, poll, start_redis
+from tests.test_cluster_link import reconnected
 from tests.test_cluster_rooms import command_link
 from twisted_chat.cluster.directory import (
     Directory,
@@ -275,8 +276,9 @@ class HeartbeatTests(TestCase):
         a, _ = await node(self, redis, "a")
         await a.claim("alice")
         await a.join("dev", member("alice"))
+        first = a.link.run_id
         await redis.restart()
-        await poll(lambda: a.link.is_up, "back")
+        await reconnected(a.link, first)
         await poll(lambda: a._beat is not None, "heartbeat after reconnecting")
         located = await a.locate("alice")
         assert located is not None

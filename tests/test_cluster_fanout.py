@@ -229,6 +229,10 @@ class FaultTests(TestCase):
             "before",
         )
         await redis.stop()
+        await poll(
+            lambda: not any(node.cluster.fanout.connected for node in (a, b, c)),
+            "all degraded",
+        )
         await redis.start()
         # Whichever nodes are back first talk while the others reconnect.
         await poll(

@@ -10,11 +10,11 @@ from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import TestCase
 
 from tests.redis_helpers import RedisServer, global_reactor, poll, start_redis
-from tests.test_cluster_link import FAST, make_link
+from tests.test_cluster_link import FAST, make_link, reconnected
 from twisted_chat.cluster import scripts
 from twisted_chat.cluster.address import parse_redis_url
 from twisted_chat.cluster.keys import Keys
-from twisted_chat.cluster.link import Link, Subscriber
+from twisted_chat.cluster.link import Health, Link, Subscriber
 from twisted_chat.cluster.ordering import RoomOrder
 from twisted_chat.cluster.rooms import RoomStreams, position_in
 from twisted_chat.cluster.wire import Position, parse_frame
@@ -131,8 +131,9 @@ class PublishTests(TestCase):
         rooms = RoomStreams(link, Keys())
         for n in range(3):
             before = await rooms.publish(said(f"{n}"))
+        first = link.run_id
         await redis.restart()
-        await poll(lambda: link.is_up, "reconnected")
+        await reconnected(link, first)
         after = await rooms.publish(said("after"))
         old, new = before.positions[0], after.positions[0]
         self.assertNotEqual(new.epoch, old.epoch)
@@ -150,8 +151,9 @@ class PublishTests(TestCase):
         await link.when_up()
         rooms = RoomStreams(link, Keys())
         before = await rooms.publish(said("lost"))
+        first = link.run_id
         await redis.restart()
-        await poll(lambda: link.is_up, "reconnected")
+        await reconnected(link, first)
         after = await rooms.publish(said("new"))
         self.assertNotEqual(after.positions[0].epoch, before.positions[0].epoch)
         self.assertEqual((after.positions[0].base, after.positions[0].seq), (0, 1))
@@ -194,8 +196,13 @@ class FollowTests(TestCase):
 
     async def follow(
         self, redis: RedisServer, room: str = "dev"
-    ) -> tuple[RoomOrder[object], list[int], Link, Subscriber]:
-        """A node that follows C{room} and records the numbers it delivers."""
+    ) -> tuple[RoomOrder[object], list[int], Health]:
+        """
+        A node that follows C{room} and records the numbers it delivers: as
+        L{twisted_chat.cluster.fanout.RedisFanout} does, it catches up each
+        time both its links are up again (catching up reads the stream on
+        the command link, which may come back after the subscriber).
+        """
         reactor = global_reactor()
         link = command_link(self, redis, "follower")
         orders: dict[bytes, RoomOrder[object]] = {}
@@ -228,8 +235,9 @@ class FollowTests(TestCase):
         order.begin(await streams.meta(room))
         await subscriber.subscribe(channel)
         await order.catch_up()
-        subscriber.observe(_CatchUpOnReconnect(order))
-        return order, delivered, link, subscriber
+        health = Health([link, subscriber])
+        health.observe(_CatchUpOnConnected(order))
+        return order, delivered, health
 
     async def test_follow(self) -> None:
         """Events published by another node are delivered in order, once."""
@@ -238,7 +246,7 @@ class FollowTests(TestCase):
         await publisher.when_up()
         streams = RoomStreams(publisher, Keys())
         await streams.publish(said("before"))
-        _, delivered, _, _ = await self.follow(redis)
+        _, delivered, _ = await self.follow(redis)
         await gatherResults([streams.publish(said(f"{n}")) for n in range(20)])
         await poll(lambda: len(delivered) == 20, "twenty")
         self.assertEqual(delivered, list(range(2, 22)))
@@ -253,28 +261,30 @@ class FollowTests(TestCase):
         publisher = command_link(self, redis, "publisher")
         await publisher.when_up()
         streams = RoomStreams(publisher, Keys())
-        _, delivered, _, subscriber = await self.follow(redis)
+        _, delivered, health = await self.follow(redis)
         await gatherResults([streams.publish(said(f"{n}")) for n in range(5)])
         await poll(lambda: len(delivered) == 5, "five")
+        first = publisher.run_id
         await redis.stop()
+        await poll(lambda: not health.connected, "follower degraded")
         await redis.start()
-        await publisher.when_up()
+        await reconnected(publisher, first)
         # Published before the follower is back (it may be, or not).
         await gatherResults([streams.publish(said(f"{n}")) for n in range(5, 10)])
-        await poll(lambda: subscriber.is_up, "follower back")
+        await poll(lambda: health.connected, "follower back")
         await gatherResults([streams.publish(said(f"{n}")) for n in range(10, 15)])
         await poll(lambda: len(delivered) >= 15, "fifteen")
         self.assertEqual(delivered, list(range(1, 16)))
 
 
-class _CatchUpOnReconnect:
-    """Catches a room's order up each time the subscriber is back."""
+class _CatchUpOnConnected:
+    """Catches a room's order up each time the node is connected again."""
 
     def __init__(self, order: RoomOrder[object]) -> None:
         self.order = order
 
-    def link_up(self, link: Link) -> None:
+    def cluster_connected(self) -> None:
         self.order.catch_up()
 
-    def link_down(self, link: Link, why: str) -> None:
+    def cluster_degraded(self, why: str) -> None:
         pass
