@@ -673,18 +673,8 @@ class ChatServer:
             if room is not None:
                 self.tell(user, self._topic_reply(room))
             return
-        room = self._target_room(user, typed)
+        room = self._operated_room(user, typed, "set its topic")
         if room is None:
-            return
-        if user not in room.operators:
-            self.tell(
-                user,
-                _error(
-                    ErrorCode.NOT_OPERATOR,
-                    f"Only an operator of #{room.name} can set its topic.",
-                    room.name,
-                ),
-            )
             return
         if len(text) > TOPIC_MAX:
             text = text[:TOPIC_MAX]
@@ -693,32 +683,37 @@ class ChatServer:
         event = events.TopicChanged(room.name, room.next_seq(), now, user.source, text)
         self.fanout.publish(room.key, event, user.client)
 
+    def _operated_room(self, user: User, typed: str | None, what: str) -> Room | None:
+        """
+        The room a command names (see L{_target_room}) if C{user} is one of
+        its operators; otherwise tell them they may not do C{what} there.
+        """
+        room = self._target_room(user, typed)
+        if room is not None and user not in room.operators:
+            self.tell(
+                user,
+                _error(
+                    ErrorCode.NOT_OPERATOR,
+                    f"Only an operator of #{room.name} can {what}.",
+                    room.name,
+                ),
+            )
+            return None
+        return room
+
     def _topic_reply(self, room: Room) -> events.Topic:
         return events.Topic(room.name, room.topic, room.topic_by, room.topic_at)
 
     def _kick(
         self, user: User, typed: str | None, nick: str, reason: str | None
     ) -> None:
-        room = self._target_room(user, typed)
+        room = self._operated_room(user, typed, "kick")
         if room is None:
-            return
-        if user not in room.operators:
-            self.tell(
-                user,
-                _error(
-                    ErrorCode.NOT_OPERATOR,
-                    f"Only an operator of #{room.name} can kick.",
-                    room.name,
-                ),
-            )
             return
         target = room.members.get(name_key(nick))
         if target is None:
             if name_key(nick) not in self.users:
-                self.tell(
-                    user,
-                    _no_such_nick(nick),
-                )
+                self.tell(user, _no_such_nick(nick))
             else:
                 self.tell(
                     user,
@@ -1229,18 +1224,8 @@ class ChatServer:
         self, user: User, typed: str | None, nick: str, reason: str | None
     ) -> None:
         assert self.directory is not None
-        room = self._target_room(user, typed)
+        room = self._operated_room(user, typed, "kick")
         if room is None:
-            return
-        if user not in room.operators:
-            self.tell(
-                user,
-                _error(
-                    ErrorCode.NOT_OPERATOR,
-                    f"Only an operator of #{room.name} can kick.",
-                    room.name,
-                ),
-            )
             return
         client = bound(user.client)
 
