@@ -1,5 +1,6 @@
 """
-Tests for L{twisted_chat.server.listen}: the IPv6-only endpoint and the listening
+Tests for L{twisted_chat.server.listen}: the IPv6-only endpoint, the
+C{reuseport:} endpoint that several processes share, and the listening
 service that fails with one clear line, whatever the reason.
 """
 
@@ -24,17 +25,22 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.internet.testing import MemoryReactor, RaisingMemoryReactor
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from tests.e2e import free_port, global_reactor, has_ipv6, short_temp_dir
+from tests.redis_helpers import poll
 from tests.tls_helpers import new_authority, write_server_files
 from twisted_chat.server.listen import (
     ListenFailed,
     ListenService,
+    ReusePortTCPServerEndpoint,
     V6OnlyTCP6ServerEndpoint,
     server_endpoint,
+    twisted_description,
 )
+from twisted_chat.server.tap import Options, endpoint_description
 
 
 class ServerEndpointTests(SynchronousTestCase):
@@ -63,6 +69,44 @@ class ServerEndpointTests(SynchronousTestCase):
             (endpoint._port, endpoint._backlog, endpoint._interface),
             (10001, 50, "::"),
         )
+
+    def test_reuseport(self) -> None:
+        """
+        A C{reuseport} description gives a L{ReusePortTCPServerEndpoint} with
+        the port, backlog and interface it names, as C{tcp} would.
+        """
+        reactor = MemoryReactor()
+        endpoint = server_endpoint(
+            reactor, "reuseport:10001:backlog=7:interface=127.0.0.2"
+        )
+        self.assertIsInstance(endpoint, ReusePortTCPServerEndpoint)
+        assert isinstance(endpoint, ReusePortTCPServerEndpoint)
+        verifyObject(IStreamServerEndpoint, endpoint)
+        self.assertEqual(
+            (endpoint._reactor, endpoint._port, endpoint._backlog, endpoint._interface),
+            (reactor, 10001, 7, "127.0.0.2"),
+        )
+
+    def test_reuseport_defaults(self) -> None:
+        """Without them, a C{reuseport} endpoint listens on every address
+        with Twisted's backlog; the type's case does not matter."""
+        endpoint = server_endpoint(MemoryReactor(), "ReusePort:10001")
+        assert isinstance(endpoint, ReusePortTCPServerEndpoint)
+        self.assertEqual(
+            (endpoint._port, endpoint._backlog, endpoint._interface),
+            (10001, 50, ""),
+        )
+
+    def test_twisted_description(self) -> None:
+        """Twisted parses a C{reuseport} description as C{tcp}, and any other
+        as it is."""
+        cases = {
+            "reuseport:10001:interface=127.0.0.1": "tcp:10001:interface=127.0.0.1",
+            "tcp:10001": "tcp:10001",
+            "unix:/run/reuseport:x": "unix:/run/reuseport:x",
+            "reuseport": "reuseport",
+        }
+        self.assertEqual({d: twisted_description(d) for d in cases}, cases)
 
     def test_others_unchanged(self) -> None:
         """Other descriptions give Twisted's own endpoints."""
@@ -153,6 +197,117 @@ class V6OnlyListenTests(TestCase):
         )
 
 
+class Counting(Protocol):
+    """Counts itself in its factory's C{accepted}."""
+
+    factory: CountingFactory
+
+    def connectionMade(self) -> None:
+        self.factory.accepted += 1
+
+
+class CountingFactory(ServerFactory):
+    protocol = Counting  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.accepted = 0
+
+
+class ReusePortListenTests(TestCase):
+    """L{ReusePortTCPServerEndpoint} listening on the real reactor."""
+
+    def setUp(self) -> None:
+        self.reactor = global_reactor()
+
+    async def listen(self, description: str, factory: Factory) -> IListeningPort:
+        port: IListeningPort = await server_endpoint(self.reactor, description).listen(
+            factory
+        )
+        self.addCleanup(port.stopListening)
+        return port
+
+    async def test_option_set(self) -> None:
+        """The listening socket has C{SO_REUSEPORT} set."""
+        port = await self.listen("reuseport:0:interface=127.0.0.1", Factory())
+        fileno = port.fileno()  # type: ignore[attr-defined]
+        with socket.fromfd(fileno, socket.AF_INET, socket.SOCK_STREAM) as handle:
+            self.assertEqual(
+                handle.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT), 1
+            )
+
+    async def test_both_accept(self) -> None:
+        """
+        Two listeners on one port both listen, and the kernel gives each some
+        of the connections (by a hash of the client's port: all 64 going to
+        one has odds of 2**-63).
+        """
+        first, second = CountingFactory(), CountingFactory()
+        port = await self.listen("reuseport:0:interface=127.0.0.1", first)
+        number = port.getHost().port  # type: ignore[attr-defined]
+        other = await self.listen(f"reuseport:{number}:interface=127.0.0.1", second)
+        self.assertEqual(other.getHost().port, number)  # type: ignore[attr-defined]
+        clients = []
+        for _ in range(64):
+            client = socket.create_connection(("127.0.0.1", number), timeout=10)
+            self.addCleanup(client.close)
+            clients.append(client)
+        await poll(
+            lambda: first.accepted + second.accepted == len(clients), "every accept"
+        )
+        self.assertGreater(first.accepted, 0)
+        self.assertGreater(second.accepted, 0)
+
+    async def test_ipv6(self) -> None:
+        """An IPv6 interface gives IPv6-only listeners that share the port."""
+        if not has_ipv6():
+            raise SkipTest("this machine cannot listen on ::1")
+        port = await self.listen("reuseport:0:interface=\\:\\:1", Factory())
+        address = port.getHost()
+        assert isinstance(address, IPv6Address)
+        other = await self.listen(
+            f"reuseport:{address.port}:interface=\\:\\:1", Factory()
+        )
+        self.assertEqual(other.getHost(), address)
+        fileno = other.fileno()  # type: ignore[attr-defined]
+        with socket.fromfd(fileno, socket.AF_INET6, socket.SOCK_STREAM) as handle:
+            self.assertEqual(
+                handle.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 1
+            )
+
+
+class ReusePortOptionTests(SynchronousTestCase):
+    """C{--port reuseport:N} is checked and given a backlog like C{tcp:N}."""
+
+    def test_accepted(self) -> None:
+        """C{reuseport} descriptions are valid C{--port} and C{--irc-port}
+        values, and get the listen backlog."""
+        options = Options()
+        options.parseOptions(
+            ["--port", "reuseport:10001", "--irc-port", "reuseport:6667"]
+        )
+        self.assertEqual(
+            (options["port"], options["irc-port"]),
+            (["reuseport:10001"], ["reuseport:6667"]),
+        )
+        self.assertEqual(
+            endpoint_description("reuseport:10001", 9), "reuseport:10001:backlog=9"
+        )
+
+    def test_refused(self) -> None:
+        """A mistake in a C{reuseport} description is a usage error naming it."""
+        cases = {
+            "reuseport:abc": "abc",
+            "reuseport:70000": "70000 is not a port number",
+            "reuseport:1:bogus=2": "bogus",
+        }
+        for port, word in cases.items():
+            with self.assertRaises(UsageError, msg=port) as caught:
+                Options().parseOptions(["--irc-port", port])
+            message = str(caught.exception)
+            self.assertTrue(message.startswith(f"--irc-port {port}: "), message)
+            self.assertIn(word, message)
+
+
 class ListenServiceTests(TestCase):
     """L{ListenService} on the real reactor."""
 
@@ -206,6 +361,33 @@ class ListenServiceTests(TestCase):
         self.assertEqual(
             caught.exception.code,
             f"twistd chat: cannot listen on {typed}: Address already in use",
+        )
+
+    def test_reuseport_shared(self) -> None:
+        """
+        Two C{reuseport} services start on one port; a plain C{tcp} one on
+        that port still fails with the one line, as does a C{reuseport} one
+        on a port a plain listener holds.
+        """
+        port = free_port()
+        for _ in range(2):
+            self.start(
+                ListenService(
+                    self.reactor,
+                    f"reuseport:{port}:interface=127.0.0.1",
+                    ServerFactory(),
+                )
+            )
+        plain = f"tcp:{port}:interface=127.0.0.1"
+        self.assertEqual(
+            self.failure(plain),
+            f"twistd chat: cannot listen on {plain}: Address already in use",
+        )
+        taken = self.taken_port("127.0.0.1")
+        shared = f"reuseport:{taken}:interface=127.0.0.1"
+        self.assertEqual(
+            self.failure(shared),
+            f"twistd chat: cannot listen on {shared}: Address already in use",
         )
 
     def test_label(self) -> None:

@@ -1,7 +1,8 @@
 """
 Listening on endpoint descriptions, with the fixes a chat server needs:
-an IPv6 listener that does not also grab IPv4, and a one-line error when a
-port cannot be opened.
+an IPv6 listener that does not also grab IPv4, a C{reuseport:} listener
+that several processes can share, and a one-line error when a port cannot
+be opened.
 """
 
 from __future__ import annotations
@@ -25,6 +26,38 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 
+def _adopt(
+    reactor: IReactorSocket,
+    factory: IProtocolFactory,
+    family: socket.AddressFamily,
+    options: list[tuple[int, int]],
+    interface: str,
+    port: int,
+    backlog: int,
+) -> IListeningPort:
+    """
+    Listen on a socket of our own, with C{options} (level, name) set to 1
+    before it is bound, and give it to the reactor.
+    """
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        for level, name in options:
+            sock.setsockopt(level, name, 1)
+        sock.bind((interface, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return reactor.adoptStreamPort(
+            sock.fileno(),
+            family,
+            factory,  # type: ignore[arg-type]
+        )
+    except OSError as e:
+        raise CannotListenError(interface, port, e) from e
+    finally:
+        # adoptStreamPort duplicated the descriptor.
+        sock.close()
+
+
 @implementer(IStreamServerEndpoint)
 class V6OnlyTCP6ServerEndpoint:
     """
@@ -46,36 +79,101 @@ class V6OnlyTCP6ServerEndpoint:
         return defer.execute(self._listen, factory)
 
     def _listen(self, factory: IProtocolFactory) -> IListeningPort:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._interface, self._port))
-            sock.listen(self._backlog)
-            sock.setblocking(False)
-            return self._reactor.adoptStreamPort(
-                sock.fileno(),
-                socket.AF_INET6,
-                factory,  # type: ignore[arg-type]
-            )
-        except OSError as e:
-            raise CannotListenError(self._interface, self._port, e) from e
-        finally:
-            # adoptStreamPort duplicated the descriptor.
-            sock.close()
+        return _adopt(
+            self._reactor,
+            factory,
+            socket.AF_INET6,
+            [
+                (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY),
+                (socket.SOL_SOCKET, socket.SO_REUSEADDR),
+            ],
+            self._interface,
+            self._port,
+            self._backlog,
+        )
+
+
+# The endpoint type of L{ReusePortTCPServerEndpoint}'s descriptions.
+REUSEPORT = "reuseport"
+
+
+@implementer(IStreamServerEndpoint)
+class ReusePortTCPServerEndpoint:
+    """
+    Listens on TCP with C{SO_REUSEPORT} set (C{reuseport:10001}), so that
+    several processes, the nodes of one chat, can listen on the same port:
+    Linux gives each new connection to one of them, spread by a hash of its
+    addresses.  Every listener on the port must set it (and run as the same
+    user): a plain C{tcp:10001} there still fails as a port in use.
+
+    An IPv6 C{interface} (C{reuseport:10001:interface=\\:\\:}) makes an
+    IPv6-only listener, as C{tcp6} does.
+    """
+
+    def __init__(
+        self, reactor: IReactorSocket, port: int, backlog: int, interface: str
+    ) -> None:
+        self._reactor = reactor
+        self._port = port
+        self._backlog = backlog
+        self._interface = interface
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        return defer.execute(self._listen, factory)
+
+    def _listen(self, factory: IProtocolFactory) -> IListeningPort:
+        options = [
+            (socket.SOL_SOCKET, socket.SO_REUSEADDR),
+            (socket.SOL_SOCKET, socket.SO_REUSEPORT),
+        ]
+        family = socket.AF_INET
+        if ":" in self._interface:
+            family = socket.AF_INET6
+            options.insert(0, (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+        return _adopt(
+            self._reactor,
+            factory,
+            family,
+            options,
+            self._interface,
+            self._port,
+            self._backlog,
+        )
+
+
+def twisted_description(description: str) -> str:
+    """
+    The description Twisted parses for C{description}: a C{reuseport:}
+    one takes C{tcp:}'s parameters (port, C{interface}, C{backlog}).
+    """
+    kind, colon, rest = description.partition(":")
+    if colon and kind.lower() == REUSEPORT:
+        return f"tcp:{rest}"
+    return description
 
 
 def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     """
-    L{endpoints.serverFromString}, except that a C{tcp6} listener is IPv6 only
-    and an C{ssl} one has loaded all its files.
+    L{endpoints.serverFromString}, except that a C{tcp6} listener is IPv6 only,
+    an C{ssl} one has loaded all its files, and C{reuseport:} gives a
+    L{ReusePortTCPServerEndpoint}.
     """
-    endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, description)
+    parsed = twisted_description(description)
+    endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, parsed)
     # The parsed values live in private attributes; the tests of this
     # function would notice if Twisted renamed them.  An IPv6-only option in
-    # Twisted (https://github.com/twisted/twisted/issues/5997) would remove
-    # the need; the context factory of an ssl endpoint has no public getter
-    # either (no Twisted issue asks for one).
+    # Twisted (https://github.com/twisted/twisted/issues/5997) and an
+    # SO_REUSEPORT one (https://github.com/twisted/twisted/issues/9101)
+    # would remove the need; the context factory of an ssl endpoint has no
+    # public getter either (no Twisted issue asks for one).
+    if parsed != description:
+        assert isinstance(endpoint, endpoints.TCP4ServerEndpoint)
+        return ReusePortTCPServerEndpoint(
+            reactor,
+            endpoint._port,
+            endpoint._backlog,
+            endpoint._interface,
+        )
     if isinstance(endpoint, endpoints.TCP6ServerEndpoint):
         return V6OnlyTCP6ServerEndpoint(
             reactor,

@@ -24,12 +24,12 @@ from twisted_chat.server.history_service import (
 from twisted_chat.server.irc_protocol import DEFAULT_PING_INTERVAL, IRCFactory
 from twisted_chat.server.limits import Limits
 from twisted_chat.server.line import ChatFactory
-from twisted_chat.server.listen import ListenService
+from twisted_chat.server.listen import ListenService, twisted_description
 from twisted_chat.server.service import ChatService
 
 DEFAULT_PORT = "tcp:10001"
 DEFAULT_BACKLOG = 1024
-_BACKLOG_TYPES = ("tcp", "tcp6", "unix", "ssl")
+_BACKLOG_TYPES = ("tcp", "tcp6", "unix", "ssl", "reuseport")
 
 
 def endpoint_description(port: str, backlog: int) -> str:
@@ -59,7 +59,7 @@ def check_description(description: str, typed: str, option: str = "--port") -> N
     did not pass.
     """
     try:
-        endpoint = endpoints.serverFromString(None, description)
+        endpoint = endpoints.serverFromString(None, twisted_description(description))
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         hint = ""
         if "interface=" in description and "\\:" not in description:
@@ -95,7 +95,8 @@ class Options(usage.Options):
     longdesc = (
         "Run a twisted-chat server. --port takes a port number or a Twisted "
         "endpoint description (tcp:10001, tcp6:10001:interface=\\:\\:, "
-        "unix:/run/chat.sock, ssl:6697:privateKey=key.pem:certKey=cert.pem) "
+        "unix:/run/chat.sock, ssl:6697:privateKey=key.pem:certKey=cert.pem, "
+        "reuseport:10001 for several --redis nodes on one port) "
         "and may be given more than once; the default is " + DEFAULT_PORT + ". "
         "--irc-port takes the same and listens for IRC clients (none by "
         "default; ssl:6697:... for IRC over TLS); IRC and line-protocol users "
