@@ -212,3 +212,15 @@ class ServerTests(SynchronousTestCase):
         """Another tree goes first on the server's PYTHONPATH."""
         env = servers.server_env("/tree")
         self.assertEqual(env["PYTHONPATH"].split(":")[0], "/tree")
+
+
+class ScaleTests(SynchronousTestCase):
+    """--scale lengthens the burst scenarios only."""
+
+    def test_scaled(self) -> None:
+        """A burst gets N times the lines; paced and idle scenarios stay as they are."""
+        plan = {s.name: s for s in run.scenarios(False, None)}
+        self.assertEqual(run.scaled(plan["fanout-100"], 10).lines, 20000)
+        self.assertEqual(run.scaled(plan["irc-fanout-100"], 10).lines, 20000)
+        self.assertEqual(run.scaled(plan["latency-100"], 10), plan["latency-100"])
+        self.assertEqual(run.scaled(plan["idle"], 10), plan["idle"])
