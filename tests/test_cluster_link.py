@@ -6,10 +6,13 @@ and the node's connected/degraded health.
 
 from __future__ import annotations
 
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.helpers import observe_logs
 from tests.redis_helpers import RedisServer, global_reactor, poll, start_redis
+from twisted_chat.cluster._txredis import CommandProtocol
 from twisted_chat.cluster.address import parse_redis_url
 from twisted_chat.cluster.link import (
     Health,
@@ -314,3 +317,89 @@ class HealthTests(TestCase):
             [s.split(":")[0] for s in recorder.said],
             ["connected", "degraded", "connected"],
         )
+
+
+def fake_link() -> tuple[Link, CommandProtocol, StringTransport, Clock]:
+    """
+    A link brought up by hand on a L{StringTransport}, its watchdog on a
+    L{Clock} (PING every second, dead after 3 s), so the test says exactly
+    what Redis sends and when.
+    """
+    clock = Clock()
+    link = Link(
+        parse_redis_url("redis://127.0.0.1:1"),
+        MemoryReactor(),
+        clock,
+        "fake",
+        ping_interval=1.0,
+        ping_timeout=3.0,
+    )
+    protocol = link._make_protocol()
+    # txredisapi's pure-Python parser resumes after a bulk string later.
+    protocol.callLater = clock.callLater
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    link._say_hello(protocol)
+    info = b"run_id:" + b"a" * 40 + b"\r\n"
+    protocol.dataReceived(b"+OK\r\n$%d\r\n%s\r\n" % (len(info), info))
+    clock.advance(0)
+    assert link.is_up, "the fake Redis's hello was not accepted"
+    transport.clear()
+    return link, protocol, transport, clock
+
+
+class LivenessTests(SynchronousTestCase):
+    """When a link declares Redis dead, and when it must not."""
+
+    def test_pong_behind_replies(self) -> None:
+        """A PONG queued behind a long trickle of replies is not a dead Redis."""
+        link, protocol, transport, clock = fake_link()
+        replies: list[object] = []
+        for _ in range(50):
+            link.command("INCR", "n").addCallback(replies.append)
+        for _ in range(40):
+            clock.advance(0.5)
+            protocol.dataReceived(b":1\r\n")
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(link.state, "up")
+        self.assertEqual(len(replies), 40)
+        # The rest, then the PING's answer: nothing was lost meanwhile.
+        protocol.dataReceived(b":1\r\n" * 10 + b"+PONG\r\n")
+        self.assertEqual(len(replies), 50)
+
+    def test_busy_reactor(self) -> None:
+        """A reactor busy for 10 s at a time does not blame Redis for it."""
+        link, protocol, transport, clock = fake_link()
+        replies: list[object] = []
+        link.command("GET", "k").addCallback(replies.append)
+        for _ in range(3):
+            clock.advance(10)
+        self.assertFalse(transport.disconnected)
+        protocol.dataReceived(b"$1\r\nv\r\n")
+        clock.advance(0)
+        self.assertEqual(replies, [b"v"])
+        self.assertEqual(link.state, "up")
+
+    def test_silent(self) -> None:
+        """With commands waiting and nothing received, dead within 1 + 3 s."""
+        link, _protocol, transport, clock = fake_link()
+        link.command("GET", "k").addErrback(lambda _: None)
+        while not transport.disconnected and clock.seconds() < 60:
+            clock.advance(0.25)
+        self.assertTrue(transport.disconnected)
+        self.assertGreaterEqual(clock.seconds(), 3.0)
+        self.assertLessEqual(clock.seconds(), 4.0)
+
+    def test_idle(self) -> None:
+        """An idle link is PINGed every second and stays up while answered."""
+        link, protocol, transport, clock = fake_link()
+        pings = 0
+        for _ in range(30):
+            clock.advance(1.0)
+            if b"PING" in transport.value():
+                pings += 1
+                transport.clear()
+                protocol.dataReceived(b"+PONG\r\n")
+        self.assertEqual(pings, 30)
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(link.state, "up")

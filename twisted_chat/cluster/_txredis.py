@@ -80,6 +80,21 @@ class CommandProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
         # call back into its factory; the link says them itself.
         super().__init__(charset=None, convertNumbers=False, replyTimeout=None)
         self.hooks = hooks
+        # For the link's liveness check: commands sent and not yet answered,
+        # and whether any byte has arrived since the link last looked.
+        self.pending = 0
+        self.heard = False
+
+    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
+        # Called for every chunk the transport reads, and again by
+        # txredisapi's own parser each time it resumes a paused chunk: any of
+        # them shows that Redis (and this end's reading) is alive.
+        self.heard = True
+        super().dataReceived(data, unpause)
+
+    def _answered(self, result: object) -> object:
+        self.pending -= 1
+        return result
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -93,8 +108,9 @@ class CommandProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
 
     def command(self, *args: bytes | str | int | float) -> Deferred[Reply]:
         """Send one command; its reply, normalised."""
+        self.pending += 1
         d: Deferred[Any] = maybeDeferred(self.execute_command, *args)
-        return d.addCallbacks(_normal, _translate)
+        return d.addBoth(self._answered).addCallbacks(_normal, _translate)
 
     def abort(self) -> None:
         """Drop the connection at once, whatever is still unsent."""
@@ -121,10 +137,11 @@ class SubscriberProtocol(CommandProtocol, txredisapi.SubscriberProtocol):  # typ
     def subscribe_one(self, channel: bytes) -> Deferred[Reply]:
         """SUBSCRIBE one channel (one confirmation per command keeps
         txredisapi's replies in step)."""
+        self.pending += 1
         d: Deferred[Any] = maybeDeferred(
             self.execute_command, "SUBSCRIBE", channel, apply_timeout=False
         )
-        return d.addCallbacks(_normal, _translate)
+        return d.addBoth(self._answered).addCallbacks(_normal, _translate)
 
     def unsubscribe_one(self, channel: bytes) -> Deferred[Reply]:
         """UNSUBSCRIBE one channel."""

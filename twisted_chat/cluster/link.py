@@ -5,12 +5,18 @@ link up) or I{degraded}.
 
 A link connects (with backoff between failed attempts), says
 AUTH, SELECT and CLIENT SETNAME, learns the server's C{run_id}, and is then
-I{up}.  While up it sends a PING every C{ping_interval} seconds; a PING not
-answered within C{ping_timeout} seconds declares the connection dead: it is
-aborted, every command still waiting fails with L{LinkLost}, and the link
-reconnects.  So a silent Redis (a dead host, a cut network, a stopped
-process) is noticed within C{ping_interval + ping_timeout} seconds, not
-after TCP's minutes.
+I{up}.  While up it looks at the connection every C{ping_interval} seconds
+and sends a PING if none is in flight, so that an idle link has a command
+waiting too.  Any byte received counts as a sign of life, not only the
+PING's answer: on a busy link the PONG queues behind thousands of pipelined
+replies, and that is not a dead Redis.  The connection is declared dead only
+when commands are waiting and nothing at all has arrived for C{ping_timeout}
+seconds: it is aborted, every command still waiting fails with L{LinkLost},
+and the link reconnects.  So a silent Redis (a dead host, a cut network, a
+stopped process) is noticed within C{ping_interval + ping_timeout} seconds,
+not after TCP's minutes.  The silence is counted in the link's own checks,
+each at most C{ping_interval}: a reactor that was too busy to run them (and
+so to read) does not count its own lateness against Redis.
 
 The life of a link is an Automat machine: I{connecting} (never up yet),
 I{up}, I{down} (was up, reconnecting), I{stopped}.  Observers hear each
@@ -59,8 +65,8 @@ __all__ = [
     "Subscriber",
 ]
 
-# How often an idle link is checked, and how long Redis may take to answer
-# the check before the connection is declared dead.
+# How often a link is checked (and PINGed), and how long it may receive
+# nothing at all, with commands waiting, before it is declared dead.
 PING_INTERVAL = 1.0
 PING_TIMEOUT = 3.0
 
@@ -181,6 +187,9 @@ class Link(Hooks):
     _observers: list[LinkObserver] = field(factory=list, init=False)
     _waiting: list[Deferred[None]] = field(factory=list, init=False)
     _ping_call: IDelayedCall | None = field(default=None, init=False)
+    _pinging: bool = field(default=False, init=False)
+    _last_check: float = field(default=0.0, init=False)
+    _quiet: float = field(default=0.0, init=False)
     _endpoint: IStreamClientEndpoint | None = field(default=None, init=False)
     _connecting: Deferred[IProtocol] | None = field(default=None, init=False)
     _retry_call: IDelayedCall | None = field(default=None, init=False)
@@ -414,35 +423,51 @@ class Link(Hooks):
             for observer in list(self._observers):
                 observer.link_down(self, "stopped")
 
-    # The PING watchdog
+    # The liveness watchdog
 
     def _schedule_ping(self) -> None:
-        self._ping_call = self.clock.callLater(self.ping_interval, self._ping)
+        self._pinging = False
+        self._quiet = 0.0
+        self._last_check = self.clock.seconds()
+        self._ping_call = self.clock.callLater(self.ping_interval, self._check)
 
     def _cancel_ping(self) -> None:
         if self._ping_call is not None and self._ping_call.active():
             self._ping_call.cancel()
         self._ping_call = None
 
-    def _ping(self) -> None:
+    def _check(self) -> None:
         protocol = self._protocol
+        self._ping_call = None
         if protocol is None:
             return
-        self._ping_call = self.clock.callLater(self.ping_timeout, self._dead, protocol)
-        d = protocol.command("PING")
+        now = self.clock.seconds()
+        # A late check (a busy reactor, which read nothing meanwhile either)
+        # counts as one interval at most.
+        elapsed = min(max(now - self._last_check, 0.0), self.ping_interval)
+        self._last_check = now
+        if protocol.heard or not protocol.pending:
+            protocol.heard = False
+            self._quiet = 0.0
+        else:
+            self._quiet += elapsed
+            if self._quiet >= self.ping_timeout:
+                self._dead(protocol)
+                return
+        if not self._pinging:
+            self._pinging = True
 
-        def answered(_: object) -> None:
-            if protocol is self._protocol:
-                self._cancel_ping()
-                self._schedule_ping()
+            def answered(_: object) -> None:
+                if protocol is self._protocol:
+                    self._pinging = False
 
-        d.addCallbacks(answered, lambda _: None)
+            protocol.command("PING").addBoth(answered)
+        self._ping_call = self.clock.callLater(self.ping_interval, self._check)
 
     def _dead(self, protocol: CommandProtocol) -> None:
-        self._ping_call = None
         self.log.warn(
-            "{name}: Redis at {address} did not answer a PING within {timeout:g} s: "
-            "the connection is declared dead",
+            "{name}: Redis at {address} sent nothing for {timeout:g} s while "
+            "commands were waiting: the connection is declared dead",
             name=self.name,
             address=str(self.address),
             timeout=self.ping_timeout,
