@@ -637,23 +637,26 @@ def baseline_ratio(ours: float | None, theirs: float | None) -> float | None:
 
 
 def baseline_table(
-    summary: dict[str, Any], plan: list[Scenario], baseline: str
+    summary: dict[str, Any],
+    plan: list[Scenario],
+    baseline: str,
+    current: str = "twisted-chat",
 ) -> list[str]:
     """
-    twisted-chat against C{baseline} (another commit, same run,
-    interleaved), scenario by scenario: CPU per delivery and its ratio, with
-    deliveries/s, p99 and RSS beside it.
+    C{current} against C{baseline} (another commit, same run, interleaved),
+    scenario by scenario: CPU per delivery and its ratio, with deliveries/s,
+    p99 and RSS beside it.
     """
     rows = [
-        f"| scenario | CPU µs/delivery: {baseline} | twisted-chat | ratio "
+        f"| scenario | CPU µs/delivery: {baseline} | {current} | ratio "
         f"| within {BASELINE_CPU_LIMIT:.0%} | deliveries/s: {baseline} "
-        "| twisted-chat | p99 ms: baseline | twisted-chat "
-        "| RSS MiB with clients: baseline | twisted-chat | lost |",
+        f"| {current} | p99 ms: baseline | {current} "
+        f"| RSS MiB with clients: baseline | {current} | lost |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in plan:
         per = summary.get(scenario.name, {})
-        ours, theirs = per.get("twisted-chat"), per.get(baseline)
+        ours, theirs = per.get(current), per.get(baseline)
         if scenario.kind != "fanout" or not ours or not theirs:
             continue
         if ours["skipped"] or theirs["skipped"]:
@@ -684,8 +687,10 @@ def baseline_table(
     return rows
 
 
-def paired_ratios(runs: list[Run], scenario: str, baseline: str) -> list[float | None]:
-    """Per repetition, our CPU per delivery over the baseline's."""
+def paired_ratios(
+    runs: list[Run], scenario: str, baseline: str, current: str = "twisted-chat"
+) -> list[float | None]:
+    """Per repetition, C{current}'s CPU per delivery over the baseline's."""
     out: list[float | None] = []
     reps = sorted({r.rep for r in runs if r.scenario == scenario})
     for rep in reps:
@@ -694,7 +699,7 @@ def paired_ratios(runs: list[Run], scenario: str, baseline: str) -> list[float |
             for r in runs
             if r.scenario == scenario and r.rep == rep
         }
-        out.append(baseline_ratio(pair.get("twisted-chat"), pair.get(baseline)))
+        out.append(baseline_ratio(pair.get(current), pair.get(baseline)))
     return out
 
 
@@ -874,19 +879,26 @@ def report(
         lines += [f"  - limit: {limit}" for limit in server.limits]
         lines += [f"  - note: {note}" for note in server.notes]
     lines += ["", "## Targets", "", *targets(summary, bench.args.quick), ""]
-    for baseline in env.get("baselines", []):
+    currents = [
+        s.name
+        for s in servers
+        if s.name == "twisted-chat" or s.name.startswith("twisted-chat+")
+    ]
+    for baseline, current in (
+        (b, c) for b in env.get("baselines", []) for c in currents
+    ):
         lines += [
-            f"## twisted-chat against {baseline}",
+            f"## {current} against {baseline}",
             "",
             "Same run, interleaved (the order alternates between repetitions); "
-            f"medians of each; ratio = twisted-chat ÷ {baseline}; RSS is the "
+            f"medians of each; ratio = {current} ÷ {baseline}; RSS is the "
             "server's with every client connected, before the burst.",
             "",
-            *baseline_table(summary, plan, baseline),
+            *baseline_table(summary, plan, baseline, current),
             "",
         ]
         for scenario in plan:
-            pairs = paired_ratios(bench.runs, scenario.name, baseline)
+            pairs = paired_ratios(bench.runs, scenario.name, baseline, current)
             if any(p is not None for p in pairs):
                 shown = ", ".join(fmt(p, ".2f") for p in pairs)
                 lines.append(f"- {scenario.name}: ratio per repetition {shown}")

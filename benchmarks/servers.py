@@ -190,8 +190,10 @@ def twisted_chat(
     """
     known = parse_options(twistd_chat_help(python, pythonpath))
     if not known:
+        where = f" from {pythonpath}" if pythonpath else ""
         raise SystemExit(
-            "twistd chat --help printed no options: is twisted-chat installed?"
+            f"{name}: twistd chat --help{where} printed no options: "
+            "is twisted-chat installed (and does that commit start)?"
         )
     if pythonpath is not None:
         found = code_location(python, pythonpath)
