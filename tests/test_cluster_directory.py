@@ -8,10 +8,12 @@ reconnection.
 from __future__ import annotations
 
 from twisted.internet.defer import gatherResults
-from twisted.trial.unittest import TestCase
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.redis_helpers import RedisServer, global_reactor, poll, start_redis
-from tests.test_cluster_link import reconnected
+from tests.test_cluster_link import fake_link, reconnected, unhandled
 from tests.test_cluster_rooms import command_link
 from twisted_chat.cluster.directory import (
     Directory,
@@ -20,6 +22,7 @@ from twisted_chat.cluster.directory import (
     UserInfo,
 )
 from twisted_chat.cluster.keys import Keys
+from twisted_chat.cluster.link import LinkLost
 from twisted_chat.core import events
 
 
@@ -284,3 +287,28 @@ class HeartbeatTests(TestCase):
         assert located is not None
         self.assertEqual(located.node, "a")
         self.assertEqual(await a.names("dev", 5), ((member("alice"),), 1))
+
+
+class LostTests(SynchronousTestCase):
+    """Queries in flight when the connection drops."""
+
+    def test_names(self) -> None:
+        """NAMES fails with LinkLost, and leaves no unhandled error."""
+        link, protocol, transport, clock = fake_link()
+        names = Directory(link, Keys(), clock, node="a").names("dev", 5)
+        self.assertIn(b"ZRANGE", transport.value())
+        protocol.connectionLost(Failure(ConnectionLost()))
+        self.failureResultOf(names, LinkLost)
+        self.assertEqual(unhandled(self), [])
+
+    def test_rooms(self) -> None:
+        """LIST fails with LinkLost, and leaves no unhandled error."""
+        link, protocol, transport, clock = fake_link()
+        rooms = Directory(link, Keys(), clock, node="a").rooms()
+        # HGETALL's reply came: LIST asks for each room's name and topic.
+        protocol.dataReceived(b"*4\r\n$3\r\ndev\r\n$1\r\n1\r\n$2\r\nqa\r\n$1\r\n2\r\n")
+        clock.advance(0)
+        self.assertIn(b"HMGET", transport.value())
+        protocol.connectionLost(Failure(ConnectionLost()))
+        self.failureResultOf(rooms, LinkLost)
+        self.assertEqual(unhandled(self), [])

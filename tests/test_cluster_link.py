@@ -6,8 +6,12 @@ and the node's connected/degraded health.
 
 from __future__ import annotations
 
+import gc
+
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.helpers import observe_logs
@@ -319,14 +323,17 @@ class HealthTests(TestCase):
         )
 
 
-def fake_link() -> tuple[Link, CommandProtocol, StringTransport, Clock]:
+def fake_link(
+    subscriber: bool = False,
+) -> tuple[Link, CommandProtocol, StringTransport, Clock]:
     """
-    A link brought up by hand on a L{StringTransport}, its watchdog on a
-    L{Clock} (PING every second, dead after 3 s), so the test says exactly
-    what Redis sends and when.
+    A link (or a L{Subscriber}) brought up by hand on a L{StringTransport},
+    its watchdog on a L{Clock} (PING every second, dead after 3 s), so the
+    test says exactly what Redis sends and when.
     """
     clock = Clock()
-    link = Link(
+    kind = Subscriber if subscriber else Link
+    link = kind(
         parse_redis_url("redis://127.0.0.1:1"),
         MemoryReactor(),
         clock,
@@ -340,12 +347,22 @@ def fake_link() -> tuple[Link, CommandProtocol, StringTransport, Clock]:
     transport = StringTransport()
     protocol.makeConnection(transport)
     link._say_hello(protocol)
-    info = b"run_id:" + b"a" * 40 + b"\r\n"
-    protocol.dataReceived(b"+OK\r\n$%d\r\n%s\r\n" % (len(info), info))
+    if subscriber:
+        protocol.dataReceived(b"+OK\r\n")
+    else:
+        info = b"run_id:" + b"a" * 40 + b"\r\n"
+        protocol.dataReceived(b"+OK\r\n$%d\r\n%s\r\n" % (len(info), info))
     clock.advance(0)
     assert link.is_up, "the fake Redis's hello was not accepted"
     transport.clear()
     return link, protocol, transport, clock
+
+
+def unhandled(test: SynchronousTestCase) -> list[Failure]:
+    """The failures of Deferreds that nobody handled, once collected."""
+    gc.collect()
+    errors: list[Failure] = test.flushLoggedErrors()
+    return errors
 
 
 class LivenessTests(SynchronousTestCase):
@@ -403,3 +420,18 @@ class LivenessTests(SynchronousTestCase):
         self.assertEqual(pings, 30)
         self.assertFalse(transport.disconnected)
         self.assertEqual(link.state, "up")
+
+
+class LostTests(SynchronousTestCase):
+    """What is in flight when the connection drops fails, and is handled."""
+
+    def test_subscribe_in_flight(self) -> None:
+        """A SUBSCRIBE lost with the connection waits for the next one, quietly."""
+        link, protocol, transport, _clock = fake_link(subscriber=True)
+        assert isinstance(link, Subscriber)
+        subscribed = link.subscribe(b"room")
+        self.assertIn(b"SUBSCRIBE", transport.value())
+        protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(link.state, "down")
+        self.assertNoResult(subscribed)
+        self.assertEqual(unhandled(self), [])

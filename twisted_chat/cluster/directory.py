@@ -354,10 +354,11 @@ class Directory:
     async def _names(
         self, key: str, limit: int
     ) -> tuple[tuple[events.Member, ...], int]:
-        order, total = await gatherResults(
+        # A pipeline: every command's failure handled, the first one raised.
+        order, total = await self.link.pipeline(
             [
-                self.link.command("ZRANGE", self.keys.member_order(key), 0, limit - 1),
-                self.link.command("HLEN", self.keys.members(key)),
+                ("ZRANGE", self.keys.member_order(key), 0, limit - 1),
+                ("HLEN", self.keys.members(key)),
             ]
         )
         if not isinstance(order, list) or not order:
@@ -379,11 +380,8 @@ class Directory:
             for key, count in zip(counts[::2], counts[1::2], strict=True)
             if isinstance(key, bytes) and isinstance(count, bytes)
         )
-        infos = await gatherResults(
-            [
-                self.link.command("HMGET", self.keys.room_info(key), "name", "topic")
-                for key, _ in pairs
-            ]
+        infos = await self.link.pipeline(
+            [("HMGET", self.keys.room_info(key), "name", "topic") for key, _ in pairs]
         )
         rooms = []
         for (key, count), info in zip(pairs, infos, strict=True):

@@ -519,7 +519,10 @@ class Subscriber(Link):
         self._waiters.setdefault(channel, []).append(d)
         protocol = self._protocol
         if protocol is not None and channel not in self._sends:
-            self._send_subscribe(protocol, channel)
+            # Lost with the connection: sent again on the next one (the
+            # waiters above fire then), and the owner heard of it as
+            # link_down.
+            self._send_subscribe(protocol, channel).addErrback(lambda _: None)
         return d
 
     def unsubscribe(self, channel: bytes) -> None:

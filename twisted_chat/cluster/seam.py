@@ -17,9 +17,11 @@ from attrs import define, field
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_chat.cluster.directory import DirectoryObserver, Reaped, UserInfo
+from twisted_chat.cluster.link import LinkDown, LinkLost
 from twisted_chat.cluster.node import ClusterNode
 from twisted_chat.core import events
 from twisted_chat.core.interfaces import IChatClient, IDirectory
@@ -27,11 +29,17 @@ from twisted_chat.shared.rules import name_key
 
 
 def _quiet(d: Deferred[Any]) -> None:
-    d.addErrback(
-        lambda failure: ClusterDirectory.log.info(
-            "directory: {why}", why=failure.getErrorMessage()
-        )
-    )
+    """
+    Handle the failure of a directory call nobody waits for.  A lost or
+    down link is not logged again: the link logged it once, and the core
+    heard of it as degraded.
+    """
+
+    def failed(failure: Failure) -> None:
+        if not failure.check(LinkLost, LinkDown):
+            ClusterDirectory.log.info("directory: {why}", why=failure.getErrorMessage())
+
+    d.addErrback(failed)
 
 
 @implementer(IDirectory)
