@@ -154,6 +154,21 @@ class FanoutTests(TestCase):
         )
         self.assertEqual(alice.lines[0], "*** alice has joined #dev")
 
+    async def test_burst_coalesced(self) -> None:
+        """
+        A burst from another node, received together, reaches each member in
+        a few writes (not one per line), in order.
+        """
+        _, (a, b) = await nodes(self, 2)
+        (_, alice), (bob, _) = await a.user("alice", "dev"), await b.user("bob", "dev")
+        before = len(bob.sent)
+        for i in range(200):
+            a.chat.line_received(alice, f"line {i}")
+        await poll(lambda: len(said(bob)) >= 200, "the burst")
+        self.assertEqual(said(bob), [f"<alice> line {i}" for i in range(200)])
+        writes = len(bob.sent) - before
+        self.assertLessEqual(writes, 20, f"{writes} writes for 200 lines")
+
     async def test_user_event_once(self) -> None:
         """A quit that counts in two rooms a node's users share reaches each
         of them once, after what those rooms said before it."""

@@ -134,6 +134,15 @@ class SubscriberProtocol(CommandProtocol, txredisapi.SubscriberProtocol):  # typ
         if isinstance(channel, bytes) and isinstance(message, bytes):
             self.hooks.message(channel, message)
 
+    @property
+    def parsing(self) -> bool:
+        """
+        Whether part of what was received still waits to be parsed:
+        txredisapi's own parser stops after each bulk string and goes on in
+        the next reactor turn (hiredis's parses a whole chunk at once).
+        """
+        return bool(getattr(self, "paused", False))
+
     def subscribe_one(self, channel: bytes) -> Deferred[Reply]:
         """SUBSCRIBE one channel (one confirmation per command keeps
         txredisapi's replies in step)."""

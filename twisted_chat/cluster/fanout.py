@@ -40,6 +40,7 @@ from typing import Any
 
 from attrs import define, field
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -65,6 +66,11 @@ from twisted_chat.core.events import ErrorCode, NoticeCode
 from twisted_chat.core.fanout import LocalFanout
 from twisted_chat.core.interfaces import IChatClient, IFanout, bound
 from twisted_chat.shared.rules import name_key
+
+# How many reactor turns delivery may be held while one chunk received
+# from Redis is still being parsed (txredisapi's parser takes one turn per
+# bulk string): a bound on the latency the batching adds.
+MAX_HELD_TURNS = 1000
 
 
 class Refused(Exception):
@@ -120,6 +126,10 @@ class RedisFanout:
     # Told of each room event delivered on this node, after its local
     # members (the core: a kick or a topic from any node changes its state).
     on_event: Callable[[str, object], None] | None = None
+    # With a clock, what arrives in one reactor turn (a burst read from
+    # Redis in one chunk) is delivered together: one write per member.
+    clock: IReactorTime | None = None
+    _turn: IDelayedCall | None = field(default=None, init=False)
     _orders: dict[str, RoomOrder[object]] = field(factory=dict, init=False)
     _channels: dict[bytes, str] = field(factory=dict, init=False)
     _unbegun: set[str] = field(factory=set, init=False)
@@ -374,12 +384,38 @@ class RedisFanout:
             )
             return
         order = self._orders.get(room)
-        if order is not None:
+        if order is None:
+            return
+        if self._hold_turn():
+            order.offer(position, event)
+            return
+        self.local.hold()
+        try:
+            order.offer(position, event)
+        finally:
+            self.local.release()
+
+    def _hold_turn(self) -> bool:
+        """
+        Hold local delivery until the end of this reactor turn (and of the
+        chunk being parsed), so that the events of a room received together
+        are joined into one write per member, in order.  L{False} without a
+        clock.
+        """
+        if self.clock is None:
+            return False
+        if self._turn is None:
             self.local.hold()
-            try:
-                order.offer(position, event)
-            finally:
-                self.local.release()
+            self._turn = self.clock.callLater(0, self._end_turn, 0)
+        return True
+
+    def _end_turn(self, turns: int) -> None:
+        if self.subscriber.parsing and turns < MAX_HELD_TURNS:
+            assert self.clock is not None
+            self._turn = self.clock.callLater(0, self._end_turn, turns + 1)
+            return
+        self._turn = None
+        self.local.release()
 
     def _arrived(self, frame: Frame, ticket: _Ticket) -> None:
         """This node's own event, as Redis numbered it."""
@@ -396,6 +432,7 @@ class RedisFanout:
         if not followed:
             self._forget(event, ticket)
             return
+        self._hold_turn()
         for room, position in followed:
             order = self._orders.get(room)
             if order is not None:

@@ -539,6 +539,12 @@ class Subscriber(Link):
             assert isinstance(protocol, SubscriberProtocol)
             protocol.unsubscribe_one(channel).addErrback(lambda _: None)
 
+    @property
+    def parsing(self) -> bool:
+        """Whether messages already received are still being parsed."""
+        protocol = self._protocol
+        return isinstance(protocol, SubscriberProtocol) and protocol.parsing
+
     def is_subscribed(self, channel: bytes) -> bool:
         """Whether Redis has confirmed C{channel} on the current connection."""
         return channel in self._confirmed

@@ -75,7 +75,11 @@ class ClusterNode:
         )
         self.streams = RoomStreams(self.link, keys, self.maxlen, self.ttl)
         self.fanout = RedisFanout(
-            self.streams, self.subscriber, self.health, self.directory
+            self.streams,
+            self.subscriber,
+            self.health,
+            self.directory,
+            clock=self.clock,
         )
 
     def start(self) -> None:
