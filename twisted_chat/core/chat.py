@@ -86,8 +86,8 @@ class TimeSource(Protocol):
 class WallClock:
     """The system's clock, for a core built without one."""
 
-    def seconds(self) -> float:
-        return time.time()
+    # time.time itself, not a method calling it: read once per line said.
+    seconds = staticmethod(time.time)
 
 
 @define(eq=False)
@@ -365,7 +365,18 @@ class ChatServer:
             return
         if not user.registered:
             return
-        user.last_active = self.clock.seconds()
+        now = user.last_active = self.clock.seconds()
+        if type(command) is Say and command.room is None and self.directory is None:
+            # The line said in the current room: most of the traffic, so
+            # the shortest path (what _say does for it).
+            current = user.current
+            if current is not None:
+                current.seq += 1
+                event = events.Message(
+                    current.name, current.seq, now, user.source, command.text
+                )
+                self.fanout.publish(current.key, event, user.client)
+                return
         if self.directory is not None and self._cluster_command(user, command):
             return
         match command:

@@ -164,15 +164,27 @@ class LocalFanout:
                 pending, self._pending = self._pending, {}
                 for room, events in pending.items():
                     self._deliver(room, events)
-                user_events, self._user_events = self._user_events, []
-                for rooms, event, also in user_events:
-                    self._deliver_user_event(rooms, event, also)
+                if self._user_events:
+                    user_events, self._user_events = self._user_events, []
+                    for rooms, event, also in user_events:
+                        self._deliver_user_event(rooms, event, also)
         finally:
             self._delivering = False
 
     def _deliver(self, room: str, events: _Pending) -> None:
         groups = self._groups.get(room)
         if not groups:
+            return
+        if len(events) == 1 and len(groups) == 1:
+            # One event, one view: the usual case, kept short.
+            (((renderer, variant, echo), group),) = groups.items()
+            event, origin = events[0]
+            data = renderer.render(event, variant)
+            if not echo and origin in group and isinstance(event, MESSAGES):
+                group = {c: None for c in group if c is not origin}
+            # A copy: a send may disconnect a client, which unsubscribes it.
+            for client in list(group):
+                client.send(data)
             return
         rendered: dict[tuple[IRenderer, Hashable], list[bytes]] = {}
         # Copies: a send may disconnect a client, which unsubscribes it.

@@ -60,9 +60,15 @@ class LineRenderer:
     """Renders shared events for line-protocol connections."""
 
     def render(self, event: object, variant: object) -> bytes:
-        if isinstance(event, events.Quit | events.NickChanged):
+        if type(event) is events.Message:
+            # Most of the traffic: straight to the line.
+            if variant is CURRENT:
+                return lines.encoded_message(event.source.nick, event.text)
+            text = lines.message(event.source.nick, event.text)
+        elif isinstance(event, events.Quit | events.NickChanged):
             return lines.encode(user_text(event))
-        text = room_text(event)  # type: ignore[arg-type]
+        else:
+            text = room_text(event)  # type: ignore[arg-type]
         if variant is OTHER:
             text = lines.from_room(event.room, text)  # type: ignore[attr-defined]
         return lines.encode(text)

@@ -58,6 +58,11 @@ def message(nick: str, text: str) -> str:
     return f"<{nick}> {text}"
 
 
+def encoded_message(nick: str, text: str) -> bytes:
+    """L{encode}C{(L{message}(nick, text))}, in one step: the most common line."""
+    return f"<{nick}> {text}\n".encode()
+
+
 def action(nick: str, text: str) -> str:
     return f"* {nick} {text}"
 
