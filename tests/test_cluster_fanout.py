@@ -32,7 +32,12 @@ class Node:
     """One node: a core on a RedisFanout, and its users."""
 
     def __init__(
-        self, test: TestCase, redis: RedisServer, name: str, seam: bool = False
+        self,
+        test: TestCase,
+        redis: RedisServer,
+        name: str,
+        seam: bool = False,
+        announce_limit: int = 0,
     ) -> None:
         reactor = global_reactor()
         self.cluster = ClusterNode.from_url(
@@ -47,6 +52,7 @@ class Node:
             self.chat = ChatServer(
                 fanout=self.cluster.fanout,
                 directory=ClusterDirectory(self.cluster, reactor),
+                announce_limit=announce_limit,
             )
         else:
             self.chat = ChatServer(fanout=self.cluster.fanout)
@@ -79,10 +85,14 @@ class Node:
 
 
 async def nodes(
-    test: TestCase, count: int, seam: bool = False, **redis_options: object
+    test: TestCase,
+    count: int,
+    seam: bool = False,
+    announce_limit: int = 0,
+    **redis_options: object,
 ) -> tuple[RedisServer, list[Node]]:
     redis = await start_redis(test, **redis_options)  # type: ignore[arg-type]
-    made = [Node(test, redis, f"node{n}", seam) for n in range(count)]
+    made = [Node(test, redis, f"node{n}", seam, announce_limit) for n in range(count)]
     await gatherResults([node.cluster.when_connected() for node in made])
     return redis, made
 
@@ -168,6 +178,28 @@ class FanoutTests(TestCase):
         self.assertEqual(said(bob), [f"<alice> line {i}" for i in range(200)])
         writes = len(bob.sent) - before
         self.assertLessEqual(writes, 20, f"{writes} writes for 200 lines")
+
+    async def test_announce_limit(self) -> None:
+        """
+        Joins past the announce limit are not announced (as in one process),
+        so filling a big room is not quadratic.
+        """
+        _, (a,) = await nodes(self, 1, seam=True, announce_limit=2)
+        (first, _), _ = await a.user("u0", "dev"), await a.user("u1", "dev")
+        self.assertIn("*** u1 has joined #dev", first.lines)
+        await a.user("u2")
+        client, user = await a.user("u3")
+        a.chat.line_received(user, "/join dev")
+        await poll(
+            lambda: (
+                any(line.startswith("*** Users in #dev") for line in client.lines)
+                or any("#dev" in line for line in client.lines)
+            ),
+            "u3 in #dev",
+        )
+        a.chat.line_received(user, "hello")
+        await poll(lambda: "<u3> hello" in first.lines, "u3's line")
+        self.assertNotIn("*** u3 has joined #dev", first.lines)
 
     async def test_user_event_once(self) -> None:
         """A quit that counts in two rooms a node's users share reaches each

@@ -1178,8 +1178,12 @@ class ChatServer:
             user.rooms[key] = room
             directory.update(self._info(user))
             self._make_current(user, room, subscribe=True)
-            event = events.Joined(room.name, 0, self.clock.seconds(), user.source)
-            self.fanout.publish(room.key, event, user.client)
+            if self._announces(room):
+                # As in one process: no joins announced in a big room (its
+                # members on this node count), or every join would be
+                # delivered to every member: quadratic as it fills.
+                event = events.Joined(room.name, 0, self.clock.seconds(), user.source)
+                self.fanout.publish(room.key, event, user.client)
             self._after(
                 user,
                 _gather(
