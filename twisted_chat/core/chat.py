@@ -563,27 +563,10 @@ class ChatServer:
         if self.directory is not None:
             self._join_cluster(user, typed)
             return
-        name = normalize_room(typed)
-        problem = room_error(name)
-        if problem is not None:
-            self.tell(user, _error(ErrorCode.BAD_ROOM_NAME, problem, name))
+        name = self._room_to_join(user, typed)
+        if name is None:
             return
         key = name_key(name)
-        room = user.rooms.get(key)
-        if room is not None:
-            if room is user.current:
-                self.tell(
-                    user,
-                    _notice(
-                        NoticeCode.ALREADY_IN_ROOM,
-                        f"You are already in #{room.name}.",
-                        room.name,
-                    ),
-                )
-            else:
-                self._make_current(user, room)
-                self.tell(user, events.CurrentRoom(room.name))
-            return
         room = self.rooms.get(key)
         if room is None:
             # A room continues its sequence numbers: after a restart, or when
@@ -608,6 +591,34 @@ class ChatServer:
         if self.history is not None:
             # Then what was said before, up to the first live line.
             self.history.replay(user.client, room.key, room.name)
+
+    def _room_to_join(self, user: User, typed: str) -> str | None:
+        """
+        The name of the room C{typed} names, if C{user} is to join it; else
+        L{None}: the name is refused, or the user is in that room already
+        (it is made their current room).
+        """
+        name = normalize_room(typed)
+        problem = room_error(name)
+        if problem is not None:
+            self.tell(user, _error(ErrorCode.BAD_ROOM_NAME, problem, name))
+            return None
+        room = user.rooms.get(name_key(name))
+        if room is None:
+            return name
+        if room is user.current:
+            self.tell(
+                user,
+                _notice(
+                    NoticeCode.ALREADY_IN_ROOM,
+                    f"You are already in #{room.name}.",
+                    room.name,
+                ),
+            )
+        else:
+            self._make_current(user, room)
+            self.tell(user, events.CurrentRoom(room.name))
+        return None
 
     def _make_current(self, user: User, room: Room, subscribe: bool = False) -> None:
         """Make C{room} the user's current room (joining it if C{subscribe})."""
@@ -1132,27 +1143,10 @@ class ChatServer:
     def _join_cluster(self, user: User, typed: str) -> None:
         assert self.directory is not None
         directory = self.directory
-        name = normalize_room(typed)
-        problem = room_error(name)
-        if problem is not None:
-            self.tell(user, _error(ErrorCode.BAD_ROOM_NAME, problem, name))
+        name = self._room_to_join(user, typed)
+        if name is None:
             return
         key = name_key(name)
-        room = user.rooms.get(key)
-        if room is not None:
-            if room is user.current:
-                self.tell(
-                    user,
-                    _notice(
-                        NoticeCode.ALREADY_IN_ROOM,
-                        f"You are already in #{room.name}.",
-                        room.name,
-                    ),
-                )
-            else:
-                self._make_current(user, room)
-                self.tell(user, events.CurrentRoom(room.name))
-            return
         if not directory.connected:
             self.tell(user, self._unavailable())
             return
