@@ -250,15 +250,16 @@ class ClusterE2ETests(TestCase):
         self.assertEqual(len(sent), len(set(sent)))
         self.assertEqual(got, sent)
         self.assertEqual(sent[-20:], [f"<alice> after {i}" for i in range(20)])
-        refused = [line for line in alice.lines if "degraded" in line]
-        accepted = [line for line in sent if line.startswith("<alice> before")]
-        # Every "before" line was either delivered once or refused: none lost.
-        self.assertEqual(
-            len(accepted)
-            + sum("your line was not sent" in line for line in refused)
-            + sum("may not have been sent" in line for line in alice.lines),
-            20,
-        )
+        delivered = sum(line.startswith("<alice> before") for line in sent)
+        refused = sum("your line was not sent" in line for line in alice.lines)
+        # A line in flight when the link dropped is reported as one that
+        # "may not have been sent": Redis may have taken it (then it was
+        # delivered, once) or not.
+        unsure = sum("may not have been sent" in line for line in alice.lines)
+        # Every "before" line was delivered once, refused, or reported unsure:
+        # none lost silently; and none both delivered and refused.
+        self.assertLessEqual(delivered + refused, 20)
+        self.assertGreaterEqual(delivered + refused + unsure, 20)
 
 
 async def _pause(seconds: float) -> None:
