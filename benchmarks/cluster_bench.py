@@ -64,7 +64,7 @@ IDLE_NODES = 4
 IDLE_LOADGENS = 4
 IDLE_CLIENTS = 52_000
 IDLE_PER_SOURCE = 3_500  # 4 sources per load generator, 14,000 per source
-IDLE_QUIET = 20.0  # a load generator's second step: it holds its connections
+IDLE_QUIET = 1.0  # a load generator settles when its node is quiet this long
 # Joins are announced in rooms of at most this many local members: the rooms
 # of 100, and the start of the lobby (each node counts its own members, so
 # a lobby of 52,000 would otherwise announce 4 x 500 joins to everyone).
