@@ -524,17 +524,22 @@ class ChatServer:
             )
         return None
 
-    def _nick(self, user: User, new: str) -> None:
+    def _may_rename(self, user: User, new: str) -> bool:
+        """Whether C{user} may take C{new} here; if not, they are told why."""
         if new == user.nick:
             self.tell(
                 user, _notice(NoticeCode.ALREADY_NICK, f"You are already {new}.", new)
             )
-            return
+            return False
         problem = self._nick_problem(new, user)
         if problem is not None:
             self.tell(user, problem)
-            return
-        self._renamed(user, new, user.client)
+            return False
+        return True
+
+    def _nick(self, user: User, new: str) -> None:
+        if self._may_rename(user, new):
+            self._renamed(user, new, user.client)
 
     def _renamed(self, user: User, new: str, client: IChatClient | None) -> None:
         """C{user} is now called C{new}: tell their rooms (and C{client})."""
@@ -1096,14 +1101,7 @@ class ChatServer:
 
     def _nick_cluster(self, user: User, new: str) -> None:
         assert self.directory is not None
-        if new == user.nick:
-            self.tell(
-                user, _notice(NoticeCode.ALREADY_NICK, f"You are already {new}.", new)
-            )
-            return
-        problem = self._nick_problem(new, user)
-        if problem is not None:
-            self.tell(user, problem)
+        if not self._may_rename(user, new):
             return
         directory = self.directory
         client = bound(user.client)

@@ -58,13 +58,10 @@ def _adopt(
         sock.close()
 
 
-@implementer(IStreamServerEndpoint)
-class V6OnlyTCP6ServerEndpoint:
+class _AdoptedEndpoint:
     """
-    Listens on an IPv6 address with C{IPV6_V6ONLY} set, so that
-    C{tcp6:10001:interface=\\:\\:} and C{tcp:10001} can be used together, as
-    with nginx's C{ipv6only=on}.  (Linux otherwise makes an IPv6 wildcard
-    socket take the IPv4 port too.)
+    A TCP listening socket made here, with the socket options Twisted's own
+    endpoints cannot set, then adopted by the reactor.
     """
 
     def __init__(
@@ -77,6 +74,19 @@ class V6OnlyTCP6ServerEndpoint:
 
     def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
         return defer.execute(self._listen, factory)
+
+    def _listen(self, factory: IProtocolFactory) -> IListeningPort:
+        raise NotImplementedError
+
+
+@implementer(IStreamServerEndpoint)
+class V6OnlyTCP6ServerEndpoint(_AdoptedEndpoint):
+    """
+    Listens on an IPv6 address with C{IPV6_V6ONLY} set, so that
+    C{tcp6:10001:interface=\\:\\:} and C{tcp:10001} can be used together, as
+    with nginx's C{ipv6only=on}.  (Linux otherwise makes an IPv6 wildcard
+    socket take the IPv4 port too.)
+    """
 
     def _listen(self, factory: IProtocolFactory) -> IListeningPort:
         return _adopt(
@@ -98,7 +108,7 @@ REUSEPORT = "reuseport"
 
 
 @implementer(IStreamServerEndpoint)
-class ReusePortTCPServerEndpoint:
+class ReusePortTCPServerEndpoint(_AdoptedEndpoint):
     """
     Listens on TCP with C{SO_REUSEPORT} set (C{reuseport:10001}), so that
     several processes, the nodes of one chat, can listen on the same port:
@@ -109,17 +119,6 @@ class ReusePortTCPServerEndpoint:
     An IPv6 C{interface} (C{reuseport:10001:interface=\\:\\:}) makes an
     IPv6-only listener, as C{tcp6} does.
     """
-
-    def __init__(
-        self, reactor: IReactorSocket, port: int, backlog: int, interface: str
-    ) -> None:
-        self._reactor = reactor
-        self._port = port
-        self._backlog = backlog
-        self._interface = interface
-
-    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        return defer.execute(self._listen, factory)
 
     def _listen(self, factory: IProtocolFactory) -> IListeningPort:
         options = [
